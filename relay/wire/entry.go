@@ -1,0 +1,11 @@
+package wire
+
+// LogEntry is one entry of a session log as a relay commits, stores and
+// replicates it: its sequence number, the frame delivered to participants
+// (a DELIVER or RECEIPT frame, encoded, with Seq set), and the idempotency
+// key it was committed under ("" for none). Stores treat Frame as opaque.
+type LogEntry struct {
+	Seq   uint64
+	Key   string
+	Frame []byte
+}
