@@ -115,9 +115,9 @@ func Decode(b []byte, maxFrame int) (Frame, error) {
 	rest := b[1:]
 	for len(rest) > 0 {
 		tag := Tag(rest[0])
-		n, k := binary.Uvarint(rest[1:])
-		if k <= 0 {
-			return f, &FieldError{f.Type, tag, ErrTruncated}
+		n, k, err := fieldLen(rest[1:])
+		if err != nil {
+			return f, &FieldError{f.Type, tag, err}
 		}
 		rest = rest[1+k:]
 		if n > uint64(len(rest)) {
@@ -218,6 +218,19 @@ func (f *Frame) setField(tag Tag, val []byte) error {
 		// Unknown field: skipped, as the protocol requires.
 	}
 	return err
+}
+
+// fieldLen reads a field length: a canonical (shortest) uvarint. An
+// unfinished length is truncated; an over-long or padded one is malformed.
+func fieldLen(b []byte) (n uint64, k int, err error) {
+	n, k = binary.Uvarint(b)
+	switch {
+	case k == 0:
+		return 0, 0, ErrTruncated
+	case k < 0 || uvarintLen(n) != k:
+		return 0, 0, fmt.Errorf("%w: bad length", ErrMalformed)
+	}
+	return n, k, nil
 }
 
 // uintField decodes a canonical uvarint that fills val exactly.

@@ -61,8 +61,11 @@ func DecodeConfig(b []byte) (Config, error) {
 	names := make(map[string]struct{})
 	for len(b) > 0 {
 		tag := b[0]
-		n, k := binary.Uvarint(b[1:])
-		if k <= 0 || n > uint64(len(b)-1-k) {
+		n, k, err := fieldLen(b[1:])
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		if n > uint64(len(b)-1-k) {
 			return c, fmt.Errorf("config: %w", ErrTruncated)
 		}
 		val := b[1+k : 1+k+int(n)]
@@ -101,8 +104,11 @@ func DecodeConfig(b []byte) (Config, error) {
 
 func decodeParam(val []byte) (Param, error) {
 	var p Param
-	n, k := binary.Uvarint(val)
-	if k <= 0 || n > uint64(len(val)-k) {
+	n, k, err := fieldLen(val)
+	if err != nil {
+		return p, fmt.Errorf("config: parameter: %w", err)
+	}
+	if n > uint64(len(val)-k) {
 		return p, fmt.Errorf("config: parameter: %w", ErrTruncated)
 	}
 	if n == 0 || n > MaxParamNameLen {
@@ -114,9 +120,18 @@ func decodeParam(val []byte) (Param, error) {
 	}
 	rest := val[k+int(n):]
 	v, vk := binary.Varint(rest)
-	if vk <= 0 || vk != len(rest) {
+	if vk <= 0 || vk != len(rest) || vk != varintLen(v) {
 		return p, fmt.Errorf("config: %w: bad parameter value", ErrMalformed)
 	}
 	p.Name, p.Value = name, v
 	return p, nil
+}
+
+// varintLen is the length of the canonical zigzag varint encoding of v.
+func varintLen(v int64) int {
+	ux := uint64(v) << 1
+	if v < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
 }
