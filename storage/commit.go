@@ -1,0 +1,206 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+// Commit appends entries to the session's log, records their idempotency
+// keys (entries with Key "" have none), sets the session head to the last
+// entry's seq, and writes or deletes (nil blob) the meta blobs, all in one
+// atomic batch. It returns nil only after the batch is synced to stable
+// storage. entries may be empty (meta only); entries and meta may be reused
+// by the caller once Commit returns.
+//
+// Entries must carry contiguous ascending seqs starting at Head+1:
+// otherwise ErrSeqConflict (a seq at or below the head, or not ascending) or
+// ErrSeqGap. A key already committed for the session, or repeated in the
+// batch, gives ErrDuplicateKey. Nothing is written on any of these errors.
+//
+// ctx is checked before the write starts; once the batch is handed to Pebble
+// Commit waits for the sync regardless of ctx. Any other error leaves the
+// outcome unknown to the caller: it is ErrFailed (the store then refuses
+// all further calls until reopened, and WAL replay on reopen decides).
+//
+// Commit calls for one session must not overlap (ErrConcurrentCommit);
+// calls for different sessions may, and share fsyncs.
+func (s *Store) Commit(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte) error {
+	start := time.Now()
+	r, err := s.commit(ctx, session, entries, meta)
+	s.metrics.observeCommit(start, r)
+	return err
+}
+
+// commit does Commit's work and classifies its failure for the metrics.
+func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte) (reason, error) {
+	if err := checkSession(session); err != nil {
+		return reasonInvalid, fmt.Errorf("storage: commit: %w", err)
+	}
+	wrap := func(r reason, err error) (reason, error) {
+		return r, fmt.Errorf("storage: commit session %q: %w", session, err)
+	}
+	if err := s.begin(ctx); err != nil {
+		return wrap(beginReason(err), err)
+	}
+	defer s.exit()
+	if !s.claim(session) {
+		return wrap(reasonConcurrent, ErrConcurrentCommit)
+	}
+	defer s.release(session)
+
+	for name := range meta {
+		if err := checkMetaName(name); err != nil {
+			return wrap(reasonInvalid, err)
+		}
+	}
+	head, err := s.head(session)
+	if err != nil {
+		return wrap(reasonIO, err)
+	}
+	if r, err := s.checkEntries(session, head, entries); err != nil {
+		return wrap(r, err)
+	}
+	if len(entries) == 0 && len(meta) == 0 {
+		return "", nil
+	}
+
+	b := s.db.NewBatchWithSize(batchSize(session, entries, meta))
+	for _, e := range entries {
+		_ = b.Set(logKey(session, e.Seq), e.Frame, nil)
+		if e.Key != "" {
+			_ = b.Set(idemKey(session, e.Key), encodeSeq(e.Seq), nil)
+		}
+	}
+	if len(entries) > 0 {
+		_ = b.Set(headKey(session), encodeSeq(entries[len(entries)-1].Seq), nil)
+	}
+	for name, blob := range meta {
+		if blob == nil {
+			_ = b.Delete(metaKey(name), nil)
+		} else {
+			_ = b.Set(metaKey(name), blob, nil)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		_ = b.Close()
+		return wrap(reasonCanceled, err)
+	}
+	if err := s.apply(b); err != nil {
+		if errors.Is(err, ErrFailed) {
+			return wrap(reasonFailed, err)
+		}
+		return wrap(reasonIO, err)
+	}
+	if err := b.Close(); err != nil {
+		s.log.Warn("storage: closing committed batch", "session", session, "err", err)
+	}
+	return "", nil
+}
+
+// checkEntries validates seqs and idempotency keys against the head and the
+// keys already committed.
+func (s *Store) checkEntries(session string, head uint64, entries []wire.LogEntry) (reason, error) {
+	prev := head
+	var keys map[string]struct{}
+	for i, e := range entries {
+		switch {
+		case e.Seq <= prev:
+			return reasonSeqConflict, fmt.Errorf("%w: entry %d has seq %d, head %d", ErrSeqConflict, i, e.Seq, prev)
+		case e.Seq != prev+1:
+			return reasonSeqGap, fmt.Errorf("%w: entry %d has seq %d, want %d", ErrSeqGap, i, e.Seq, prev+1)
+		}
+		prev = e.Seq
+		if e.Key == "" {
+			continue
+		}
+		if err := checkKey(e.Key); err != nil {
+			return reasonInvalid, fmt.Errorf("entry seq %d: %w", e.Seq, err)
+		}
+		if keys == nil {
+			keys = make(map[string]struct{}, len(entries))
+		}
+		if _, dup := keys[e.Key]; dup {
+			return reasonDuplicateKey, fmt.Errorf("%w: entry seq %d repeats a key of this batch", ErrDuplicateKey, e.Seq)
+		}
+		keys[e.Key] = struct{}{}
+		v, ok, err := s.get(idemKey(session, e.Key))
+		if err != nil {
+			return reasonIO, fmt.Errorf("entry seq %d: lookup key: %w", e.Seq, err)
+		}
+		if ok {
+			old, _ := decodeSeq(v)
+			return reasonDuplicateKey, fmt.Errorf("%w: entry seq %d, key committed at seq %d", ErrDuplicateKey, e.Seq, old)
+		}
+	}
+	return "", nil
+}
+
+// apply commits b with a WAL sync. Pebble reports a failed WAL write or sync
+// through Logger.Fatalf (see pebbleLogger) and then returns nil, so success
+// also requires the store not to have failed meanwhile. A failure of another
+// concurrent commit also fails this one: its outcome is then unknown, which
+// Commit's contract allows.
+func (s *Store) apply(b *pebble.Batch) (err error) {
+	defer func() {
+		// After a failed WAL write Pebble may panic in a later commit. Never
+		// called again once failed, but concurrent commits can race with the
+		// failure; turn that into the failure it is.
+		if r := recover(); r != nil {
+			err = s.fail.set(fmt.Errorf("pebble panicked during commit: %v", r))
+		}
+	}()
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return err
+	}
+	return s.fail.get()
+}
+
+// claim marks a Commit for session in progress; false if one already is.
+func (s *Store) claim(session string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, busy := s.committing[session]; busy {
+		return false
+	}
+	s.committing[session] = struct{}{}
+	return true
+}
+
+func (s *Store) release(session string) {
+	s.mu.Lock()
+	delete(s.committing, session)
+	s.mu.Unlock()
+}
+
+func beginReason(err error) reason {
+	switch {
+	case errors.Is(err, ErrClosed):
+		return reasonClosed
+	case errors.Is(err, ErrFailed):
+		return reasonFailed
+	default:
+		return reasonCanceled
+	}
+}
+
+// batchSize estimates the batch's encoded size, to allocate it once.
+func batchSize(session string, entries []wire.LogEntry, meta map[string][]byte) int {
+	const perRecord = 16 // kind, varint lengths
+	n := 12 + 2*(perRecord+3+len(session)+seqLen)
+	for _, e := range entries {
+		n += perRecord + 3 + len(session) + seqLen + len(e.Frame)
+		if e.Key != "" {
+			n += perRecord + 3 + len(session) + len(e.Key) + seqLen
+		}
+	}
+	for name, blob := range meta {
+		n += perRecord + 2 + len(name) + len(blob)
+	}
+	return n
+}
