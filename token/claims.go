@@ -108,7 +108,7 @@ func decodeClaims(data []byte) (Claims, error) {
 	var c Claims
 	members, err := decodeObject(data)
 	if err != nil {
-		return Claims{}, fmt.Errorf("%w: %v", ErrClaims, err)
+		return Claims{}, fmt.Errorf("%w: claim set %v", ErrClaims, err)
 	}
 	for _, f := range c.fields() {
 		raw, ok := members[f.name]
