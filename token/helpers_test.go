@@ -98,4 +98,6 @@ func checkVerifyErr(t testing.TB, err error, tok []byte) {
 	}
 }
 
-func edSign(priv []byte, msg string) []byte { return ed25519.Sign(ed25519.PrivateKey(priv), []byte(msg)) }
+func edSign(priv []byte, msg string) []byte {
+	return ed25519.Sign(ed25519.PrivateKey(priv), []byte(msg))
+}
