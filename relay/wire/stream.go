@@ -26,12 +26,19 @@ func AppendLengthPrefixed(dst, frame []byte) []byte {
 
 // ReadFrame reads one length-prefixed frame from r. A length above maxFrame
 // (0 means DefaultMaxFrame) returns ErrTooLarge without reading the body.
+// A stream that ends between frames returns io.EOF; one that ends inside a
+// frame (its length or its body) returns an error wrapping ErrTruncated and
+// io.ErrUnexpectedEOF.
 func ReadFrame(r io.Reader, maxFrame int) ([]byte, error) {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
 	}
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			// EOF inside the length: the stream ended mid-frame.
+			err = fmt.Errorf("%w: %w", ErrTruncated, err)
+		}
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
