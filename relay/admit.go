@@ -1,0 +1,99 @@
+package relay
+
+import (
+	"context"
+	"errors"
+
+	"github.com/stapes-relay/stapes/relay/wire"
+	"github.com/stapes-relay/stapes/token"
+)
+
+func roleOf(s string) wire.Role {
+	switch s {
+	case "clinician":
+		return wire.RoleClinician
+	case "patient":
+		return wire.RolePatient
+	case "observer":
+		return wire.RoleObserver
+	}
+	return 0
+}
+
+// hello admits a connection: the token is verified before any claim is
+// used and before any session state is loaded. Every refusal is fatal.
+func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
+	c.admitMu.Lock()
+	defer c.admitMu.Unlock()
+	s := c.srv
+	if s.draining.Load() {
+		return fatalf(wire.CodeDraining, "relay is draining; connect to another relay")
+	}
+	if len(f.Token) == 0 {
+		return fatalf(wire.CodeUnauthorized, "HELLO has no token")
+	}
+	claims, err := s.cfg.Auth.Verify(f.Token, s.cfg.Now())
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		return fatalf(wire.CodeExpired, "token expired; get a new one")
+	case errors.Is(err, token.ErrClaims):
+		return fatalf(wire.CodeForbidden, "token claims not acceptable")
+	case err != nil:
+		return fatalf(wire.CodeUnauthorized, "token refused")
+	}
+	minV, maxV := f.MinVersion, f.MaxVersion
+	if minV == 0 {
+		minV = 1
+	}
+	if maxV == 0 {
+		maxV = minV
+	}
+	v := min(maxV, wire.VersionMax)
+	if v < max(minV, wire.VersionMin) {
+		return fatalf(wire.CodeVersion, "no common protocol version: relay speaks %d..%d", wire.VersionMin, wire.VersionMax)
+	}
+	role := roleOf(claims.Role)
+	if role == 0 || claims.Session == "" {
+		return fatalf(wire.CodeForbidden, "token claims not acceptable")
+	}
+	if f.Session != "" && f.Session != claims.Session {
+		return fatalf(wire.CodeForbidden, "token is for another session")
+	}
+	c.claims, c.role = claims, role
+	if claims.Device != "" {
+		d, err := s.device(ctx, claims.Tenant, claims.Device)
+		if err != nil {
+			s.log.Error("loading device state", "conn", c.id, "err", err)
+			return fatalf(wire.CodeUnavailable, "device state unavailable; retry")
+		}
+		c.dev = d
+		c.limits = s.limitsFor(claims.Model)
+	}
+	sess, e := s.attach(ctx, c, f)
+	if e != nil {
+		return e
+	}
+	c.sess = sess
+	if f.Resume {
+		c.sent = f.LastSeq
+		c.resume = f.LastSeq
+		s.met.resumes.WithLabelValues(c.transport).Inc()
+	}
+	w := &wire.Frame{
+		Type: wire.TypeWelcome, Version: v, Session: claims.Session, Epoch: sess.epoch,
+		HeadSeq: sess.committedHead(), MaxFrame: uint64(s.cfg.MaxFrame), ConnID: c.id,
+		Role: role, PingMillis: uint64(s.cfg.PingInterval.Milliseconds()),
+	}
+	if c.dev != nil {
+		c.dev.mu.Lock()
+		w.ConfigVersion = c.dev.head
+		w.Config = c.dev.snapshot()
+		c.dev.mu.Unlock()
+	}
+	c.control(wire.Encode(w))
+	c.admitted.Store(true)
+	c.kickDurable()
+	s.log.Info("admitted", "conn", c.id, "session", claims.Session, "subject", claims.Subject,
+		"role", claims.Role, "transport", c.transport, "resume", f.Resume, "last_seq", f.LastSeq)
+	return nil
+}

@@ -1,0 +1,141 @@
+package relay
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stapes-relay/stapes/relay/wire"
+	"github.com/stapes-relay/stapes/token"
+)
+
+// Authenticator verifies session tokens. *token.Keyring implements it.
+// Verify is called concurrently from many connections.
+type Authenticator interface {
+	Verify(tok []byte, now time.Time) (token.Claims, error)
+}
+
+var _ Authenticator = (*token.Keyring)(nil)
+
+// ParamLimit bounds one device parameter.
+type ParamLimit struct {
+	Min, Max int64 // inclusive bounds of the value
+	MaxStep  int64 // largest change per command against the head value; 0 = no step limit
+}
+
+// ModelLimits are the safety limits of one hearing-aid model, by parameter
+// name. A parameter without an entry is refused unless Open is set.
+type ModelLimits struct {
+	Params map[string]ParamLimit
+	Open   bool // allow parameters that have no entry
+}
+
+// Config configures a Server. Zero fields take the defaults in their
+// comments.
+type Config struct {
+	// Store holds session logs and device state. Required.
+	Store Store
+	// Auth verifies HELLO tokens. Required.
+	Auth Authenticator
+	// Limits are the per-model safety limits for config commands; the key is
+	// the token's model claim. Commands for a model without an entry use
+	// DefaultLimits.
+	Limits map[string]ModelLimits
+	// DefaultLimits apply to models not in Limits. Zero: every parameter
+	// within ±1200 (0.1 dB units), at most 60 per step.
+	DefaultLimits *ModelLimits
+	// RelayID names this relay in logs and metrics. Default "relay".
+	RelayID string
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+	// Registerer for metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// MaxFrame is the largest frame accepted, bytes. Default wire.DefaultMaxFrame.
+	MaxFrame int
+	// HelloTimeout is how long a new connection may take to send HELLO. Default 10s.
+	HelloTimeout time.Duration
+	// PingInterval is the keepalive interval; a peer silent for three
+	// intervals is closed. Default 15s.
+	PingInterval time.Duration
+	// EphemeralQueue is the per-connection, per-class queue depth for
+	// ephemeral frames; a full queue drops (reason queue_full). Default 256.
+	EphemeralQueue int
+	// ReplyQueue bounds queued control frames and replies (PERSISTED,
+	// ERROR) per connection; a peer that lets it fill is disconnected
+	// (reason slow_consumer). Default 4096.
+	ReplyQueue int
+	// MaxBatch bounds entries per session group commit. Default 512.
+	MaxBatch int
+	// TailCache is how many recent entries each session keeps in memory for
+	// delivery without a store read. Default 1024.
+	TailCache int
+	// MaxConnsPerSession bounds connections attached to one session. Default 16.
+	MaxConnsPerSession int
+	// DrainRedirect is sent in GOAWAY when draining ("" = reconnect here later).
+	DrainRedirect string
+	// DrainGrace is the GOAWAY after_ms: how long clients get to leave. Default 5s.
+	DrainGrace time.Duration
+	// OriginPatterns lists browser origins allowed to open WebSockets
+	// (host patterns as in coder/websocket); requests without an Origin
+	// header (native apps) are always allowed. Default: same origin only.
+	OriginPatterns []string
+	// Delay, when set, is added before every durable commit. It exists so
+	// the benchmark harness can prove it tells a slow relay from a fast
+	// one; never set it in production.
+	Delay time.Duration
+	// Now is the clock, default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) ensureDefaults() error {
+	if c.Store == nil {
+		return fmt.Errorf("%w: Store is required", ErrConfig)
+	}
+	if c.Auth == nil {
+		return fmt.Errorf("%w: Auth is required", ErrConfig)
+	}
+	if c.RelayID == "" {
+		c.RelayID = "relay"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = wire.DefaultMaxFrame
+	}
+	if c.MaxFrame < 1024 || c.MaxFrame > 16<<20 {
+		return fmt.Errorf("%w: MaxFrame %d outside 1 KiB..16 MiB", ErrConfig, c.MaxFrame)
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 15 * time.Second
+	}
+	if c.EphemeralQueue <= 0 {
+		c.EphemeralQueue = 256
+	}
+	if c.ReplyQueue <= 0 {
+		c.ReplyQueue = 4096
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.TailCache <= 0 {
+		c.TailCache = 1024
+	}
+	if c.MaxConnsPerSession <= 0 {
+		c.MaxConnsPerSession = 16
+	}
+	if c.DrainGrace <= 0 {
+		c.DrainGrace = 5 * time.Second
+	}
+	if c.DefaultLimits == nil {
+		c.DefaultLimits = &ModelLimits{Open: true, Params: map[string]ParamLimit{"*": {Min: -1200, Max: 1200, MaxStep: 60}}}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

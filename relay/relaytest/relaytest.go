@@ -1,0 +1,211 @@
+// Package relaytest starts real relays for tests: a Pebble store in a
+// temporary directory, dev signing keys, a self-signed certificate, and
+// WebSocket (TCP) plus QUIC (UDP) on the same loopback port.
+package relaytest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stapes-relay/stapes/relay"
+	"github.com/stapes-relay/stapes/storage"
+	"github.com/stapes-relay/stapes/token"
+)
+
+// Options configures Start. Zero values are fine.
+type Options struct {
+	// Dir is the Pebble directory. Default: a new t.TempDir().
+	Dir string
+	// Configure, if set, adjusts the relay config before New.
+	Configure func(*relay.Config)
+	// Logger, default: discards below warnings (set STAPES_TEST_LOG=1 for all).
+	Logger *slog.Logger
+}
+
+// Relay is a running in-process relay.
+type Relay struct {
+	Server  *relay.Server
+	Store   *storage.Store
+	Dir     string
+	Addr    string // 127.0.0.1:port, TCP and UDP
+	WSURL   string // wss://127.0.0.1:port/v1/connect
+	QUICURL string // quic://127.0.0.1:port
+	Signer  *token.Signer
+	Keyring *token.Keyring
+
+	opts  Options
+	cert  tls.Certificate
+	tcp   net.Listener
+	udp   net.PacketConn
+	done  chan error
+	mu    sync.Mutex
+	alive bool
+}
+
+// Start starts a relay and stops it when the test ends.
+func Start(t testing.TB, o Options) *Relay {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.Logger == nil {
+		level := slog.LevelWarn
+		if os.Getenv("STAPES_TEST_LOG") != "" {
+			level = slog.LevelDebug
+		}
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := token.NewSigner("test-key", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := token.NewKeyring()
+	if err := kr.Add("test-key", signer.Public()); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := relay.SelfSigned("127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Relay{Dir: o.Dir, Signer: signer, Keyring: kr, opts: o, cert: cert}
+	if err := r.start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *Relay) start(addr string) error {
+	st, err := storage.Open(r.Dir, storage.Options{Logger: r.opts.Logger})
+	if err != nil {
+		return err
+	}
+	cfg := relay.Config{Store: st, Auth: r.Keyring, Logger: r.opts.Logger, RelayID: "test"}
+	if r.opts.Configure != nil {
+		r.opts.Configure(&cfg)
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	tcp, udp, err := ListenPair(addr)
+	if err != nil {
+		srv.Close()
+		st.Close()
+		return err
+	}
+	r.Server, r.Store, r.tcp, r.udp = srv, st, tcp, udp
+	r.Addr = tcp.Addr().String()
+	r.WSURL = "wss://" + r.Addr + relay.WSPath
+	r.QUICURL = "quic://" + r.Addr
+	r.done = make(chan error, 1)
+	tc := &tls.Config{Certificates: []tls.Certificate{r.cert}, MinVersion: tls.VersionTLS13}
+	go func() { r.done <- srv.Serve(tcp, udp, tc, nil) }()
+	r.alive = true
+	return nil
+}
+
+// ListenPair listens on TCP and UDP with the same port number. With port 0
+// it retries until a port is free on both.
+func ListenPair(addr string) (net.Listener, net.PacketConn, error) {
+	var lastErr error
+	for range 20 {
+		tcp, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		udp, err := net.ListenPacket("udp", tcp.Addr().String())
+		if err == nil {
+			return tcp, udp, nil
+		}
+		tcp.Close()
+		lastErr = err
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			break
+		}
+	}
+	return nil, nil, fmt.Errorf("relaytest: no free TCP+UDP port pair: %w", lastErr)
+}
+
+// ClientTLS returns a TLS config that trusts this relay's certificate.
+func (r *Relay) ClientTLS() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(r.cert.Leaf)
+	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
+}
+
+// Token signs claims with the relay's test key, filling Expiry (1 h),
+// IssuedAt and ID when unset.
+func (r *Relay) Token(t testing.TB, c token.Claims) []byte {
+	t.Helper()
+	now := time.Now()
+	if c.Expiry == 0 {
+		c.Expiry = now.Add(time.Hour).Unix()
+	}
+	if c.IssuedAt == 0 {
+		c.IssuedAt = now.Unix()
+	}
+	if c.ID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.ID = hex.EncodeToString(b[:])
+	}
+	if c.Tenant == "" {
+		c.Tenant = "t1"
+	}
+	tok, err := r.Signer.Sign(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Stop closes the relay (as a clean shutdown) but keeps its directory.
+func (r *Relay) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.alive {
+		return
+	}
+	r.alive = false
+	r.Server.Close()
+	<-r.done
+	r.tcp.Close()
+	r.udp.Close()
+	r.Store.Close()
+}
+
+// Restart stops the relay and starts it again on the same port and
+// directory.
+func (r *Relay) Restart(t testing.TB) {
+	t.Helper()
+	r.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = r.start(r.Addr); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the port may take a moment to free up
+	}
+	t.Fatalf("relaytest: restart: %v", err)
+}
+
+// Close stops the relay.
+func (r *Relay) Close() { r.Stop() }

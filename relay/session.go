@@ -1,0 +1,220 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+// entry is a committed log entry with the fields delivery needs decoded.
+type entry struct {
+	seq      uint64
+	typ      wire.Type
+	sender   string
+	kind     wire.Kind
+	clientID string
+	frame    []byte
+}
+
+func decodeEntry(seq uint64, frame []byte) (entry, error) {
+	f, err := wire.Decode(frame, 1<<30)
+	if err != nil {
+		return entry{}, fmt.Errorf("relay: stored entry %d: %w", seq, err)
+	}
+	return entry{seq: seq, typ: f.Type, sender: f.Sender, kind: f.Kind, clientID: f.ClientID, frame: frame}, nil
+}
+
+// op is an entry assigned a seq and queued for group commit.
+type op struct {
+	e       entry
+	key     string
+	reply   []byte  // PERSISTED for the sender, nil for receipts
+	waiters []*conn // connections to send reply to once committed
+	devKey  string  // device state to commit with it, if any
+	devBlob []byte
+}
+
+// session is one fitting session on this relay: its participants, its
+// sequence, and its group-commit queue.
+type session struct {
+	srv    *Server
+	id     string
+	tenant string
+	epoch  uint64
+
+	mu         sync.Mutex // guards the fields below
+	conns      map[*conn]struct{}
+	head       uint64 // highest committed seq
+	next       uint64 // next seq to assign
+	queue      []*op  // assigned, waiting for commit
+	inflight   map[string]*op
+	tail       []entry // recent committed entries, ascending, at most cfg.TailCache
+	committing bool
+	failed     error
+	fresh      bool // no session metadata stored yet
+}
+
+// committedHead returns the highest committed seq.
+func (s *session) committedHead() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.head
+}
+
+// enqueue queues op for commit and starts the committer if idle. Caller
+// holds s.mu and has assigned op.e.seq = s.next.
+func (s *session) enqueue(o *op) {
+	s.next++
+	s.queue = append(s.queue, o)
+	if o.key != "" {
+		s.inflight[o.key] = o
+	}
+	if !s.committing {
+		s.committing = true
+		s.srv.commitWG.Add(1)
+		go s.commitLoop()
+	}
+}
+
+// commitLoop commits queued ops in batches until the queue is empty. There
+// is at most one per session, so the store sees one Commit per session at a
+// time; concurrent sessions share fsyncs in the store.
+func (s *session) commitLoop() {
+	defer s.srv.commitWG.Done()
+	cfg := &s.srv.cfg
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.failed != nil {
+			s.committing = false
+			s.mu.Unlock()
+			s.srv.maybeRetire(s)
+			return
+		}
+		n := min(len(s.queue), cfg.MaxBatch)
+		batch := s.queue[:n:n]
+		s.queue = s.queue[n:]
+		meta := map[string][]byte{}
+		if s.fresh {
+			meta["session/"+s.id] = []byte(s.tenant)
+			s.fresh = false
+		}
+		s.mu.Unlock()
+
+		entries := make([]wire.LogEntry, len(batch))
+		for i, o := range batch {
+			entries[i] = wire.LogEntry{Seq: o.e.seq, Key: o.key, Frame: o.e.frame}
+			if o.devKey != "" {
+				meta[o.devKey] = o.devBlob
+			}
+		}
+		if cfg.Delay > 0 {
+			t := time.NewTimer(cfg.Delay)
+			select {
+			case <-t.C:
+			case <-s.srv.ctx.Done():
+				t.Stop()
+			}
+		}
+		start := time.Now()
+		err := cfg.Store.Commit(s.srv.ctx, s.id, entries, meta)
+		s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
+		s.srv.met.commitBatch.Observe(float64(len(batch)))
+		if err != nil {
+			s.fail(err)
+			continue
+		}
+		s.mu.Lock()
+		s.head = batch[len(batch)-1].e.seq
+		for _, o := range batch {
+			if o.key != "" && s.inflight[o.key] == o {
+				delete(s.inflight, o.key)
+			}
+			s.tail = append(s.tail, o.e)
+		}
+		if over := len(s.tail) - cfg.TailCache; over > 0 {
+			s.tail = append(s.tail[:0:0], s.tail[over:]...)
+		}
+		conns := s.connList()
+		s.mu.Unlock()
+		for _, o := range batch {
+			for _, c := range o.waiters {
+				c.reply(o.reply)
+			}
+		}
+		for _, c := range conns {
+			c.kickDurable()
+		}
+	}
+}
+
+// fail handles a commit error: nothing queued can be acknowledged, so the
+// session closes every connection (clients resume and retry idempotently)
+// and is dropped from memory, to be reloaded from the store.
+func (s *session) fail(err error) {
+	s.srv.log.Error("session commit failed; closing its connections", "session", s.id, "err", err)
+	s.srv.met.commitErrors.Inc()
+	s.mu.Lock()
+	s.failed = err
+	for _, o := range s.queue {
+		if o.devKey != "" {
+			s.srv.forgetDevice(o.devKey)
+		}
+	}
+	s.queue = nil
+	conns := s.connList()
+	s.mu.Unlock()
+	s.srv.unloadSession(s)
+	for _, c := range conns {
+		c.fail(fatalf(wire.CodeUnavailable, "session storage failed; reconnect and resume"))
+	}
+}
+
+// connList returns the attached connections. Caller holds s.mu.
+func (s *session) connList() []*conn {
+	cs := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// read returns up to limit committed entries with after < seq <= upto,
+// from the tail cache when it covers them, else from the store.
+func (s *session) read(ctx context.Context, after, upto uint64, limit int) ([]entry, error) {
+	s.mu.Lock()
+	if len(s.tail) > 0 && s.tail[0].seq <= after+1 {
+		i := int(after + 1 - s.tail[0].seq)
+		var out []entry
+		for ; i < len(s.tail) && s.tail[i].seq <= upto && len(out) < limit; i++ {
+			out = append(out, s.tail[i])
+		}
+		s.mu.Unlock()
+		return out, nil
+	}
+	s.mu.Unlock()
+	var out []entry
+	err := s.srv.cfg.Store.ReadLog(ctx, s.id, after, upto, limit, func(seq uint64, frame []byte) error {
+		e, err := decodeEntry(seq, append([]byte(nil), frame...))
+		if err != nil {
+			return err
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// entryAt returns one committed entry.
+func (s *session) entryAt(ctx context.Context, seq uint64) (entry, bool, error) {
+	if seq == 0 || seq > s.committedHead() {
+		return entry{}, false, nil
+	}
+	es, err := s.read(ctx, seq-1, seq, 1)
+	if err != nil || len(es) == 0 {
+		return entry{}, false, err
+	}
+	return es[0], true, nil
+}
