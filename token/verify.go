@@ -38,7 +38,8 @@ var (
 //  7. exp and nbf against now, with Leeway (ErrExpired, ErrNotYetValid)
 //
 // A token is expired once now >= exp + Leeway, and not yet valid while
-// now < nbf - Leeway.
+// now < nbf - Leeway. Header members other than alg, typ, kid and crit
+// (jku, jwk, x5u, ...) are ignored: keys come only from the Keyring.
 func (k *Keyring) Verify(tok []byte, now time.Time) (Claims, error) {
 	if len(tok) > MaxTokenSize {
 		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxTokenSize)
