@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+type options struct {
+	listen         string
+	opsAddr        string
+	dataDir        string
+	keyring        string
+	tlsCert        string
+	tlsKey         string
+	plain          bool
+	noQUIC         bool
+	certOut        string
+	relayID        string
+	limits         string
+	logLevel       string
+	maxFrame       int
+	helloTimeout   time.Duration
+	pingInterval   time.Duration
+	ephemeralQueue int
+	drainTimeout   time.Duration
+	drainGrace     time.Duration
+	drainRedirect  string
+	origins        []string
+	delay          time.Duration
+}
+
+const usageHead = `relayd runs one stapes relay node.
+
+It serves the session protocol over WebSocket (TCP) and QUIC (UDP, ALPN
+stapes/1) on the same port, keeps session logs in a local Pebble directory,
+and exposes /metrics, /healthz, /readyz (and pprof to loopback) on the ops
+address. SIGTERM drains: admission stops, clients get GOAWAY, and relayd
+exits when they are gone or --drain-timeout passes; a second signal closes
+at once.
+
+Every flag can also be set from the environment as STAPES_<FLAG> with
+dashes as underscores (e.g. STAPES_DATA=/var/lib/stapes).
+
+Usage: relayd [flags]
+
+Flags:
+`
+
+func parseFlags(args []string, out io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.listen, "listen", ":8443", "address for WebSocket (TCP) and QUIC (UDP), same port")
+	fs.StringVar(&o.opsAddr, "ops", "127.0.0.1:9090", "ops address: /metrics, /healthz, /readyz, pprof")
+	fs.StringVar(&o.dataDir, "data", "./stapes-data", "Pebble data directory (created if missing)")
+	fs.StringVar(&o.keyring, "keyring", "", "token verification keyring JSON (from 'stapes keygen'); required")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate PEM; without it a self-signed one is generated for local use")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key PEM, with --tls-cert")
+	fs.StringVar(&o.certOut, "self-signed-out", "", "where to write the generated self-signed certificate PEM (default DATA/relay-cert.pem)")
+	fs.BoolVar(&o.plain, "plain", false, "serve WebSocket over plain HTTP and no QUIC (local development only)")
+	fs.BoolVar(&o.noQUIC, "no-quic", false, "do not serve QUIC")
+	fs.StringVar(&o.relayID, "relay-id", "", "name of this relay in logs and metrics (default: host name)")
+	fs.StringVar(&o.limits, "limits", "", "per-model safety limits JSON (default: every parameter within ±1200, step ≤ 60)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&o.maxFrame, "max-frame", 64<<10, "largest frame accepted, bytes")
+	fs.DurationVar(&o.helloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send HELLO")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 15*time.Second, "keepalive interval; silent peers are closed after three")
+	fs.IntVar(&o.ephemeralQueue, "ephemeral-queue", 256, "per-connection queue depth for telemetry/signalling; full queues drop")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "longest SIGTERM drain before closing")
+	fs.DurationVar(&o.drainGrace, "drain-grace", 5*time.Second, "GOAWAY grace given to clients")
+	fs.StringVar(&o.drainRedirect, "drain-redirect", "", "URL clients are told to reconnect to when draining")
+	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed to connect (default same origin)")
+	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
+	if err := applyEnv(fs); err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(out, usageHead)
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.keyring == "" {
+		return nil, errors.New("--keyring is required (create one with 'stapes keygen --out DIR')")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.plain && o.tlsCert != "" {
+		return nil, errors.New("--plain and --tls-cert exclude each other")
+	}
+	if o.relayID == "" {
+		o.relayID, _ = os.Hostname()
+	}
+	if *origins != "" {
+		o.origins = strings.Split(*origins, ",")
+	}
+	return o, nil
+}
+
+// applyEnv sets flags from STAPES_<NAME> variables; command-line flags
+// parsed afterwards win.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "STAPES_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}

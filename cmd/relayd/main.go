@@ -1,0 +1,129 @@
+// Command relayd runs one stapes relay node: WebSocket and QUIC sessions on
+// one port, a local Pebble store, and an ops endpoint with /metrics,
+// /healthz and /readyz.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/stapes-relay/stapes/relay"
+	"github.com/stapes-relay/stapes/storage"
+	"github.com/stapes-relay/stapes/token"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "relayd: %v\nRun 'relayd --help' for usage.\n", err)
+		return 2
+	}
+	log := newLogger(stderr, o.logLevel)
+	if err := serve(o, log); err != nil {
+		fmt.Fprintf(stderr, "relayd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(o *options, log *slog.Logger) error {
+	kr, err := token.LoadKeyring(o.keyring)
+	if err != nil {
+		return fmt.Errorf("loading --keyring %s: %w (create one with 'stapes keygen --out DIR')", o.keyring, err)
+	}
+	limits, err := loadLimits(o.limits)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st, err := storage.Open(o.dataDir, storage.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("opening store in --data %s: %w", o.dataDir, err)
+	}
+	defer st.Close()
+	srv, err := relay.New(relay.Config{
+		Store: st, Auth: kr, Limits: limits, RelayID: o.relayID, Logger: log, Registerer: reg,
+		MaxFrame: o.maxFrame, HelloTimeout: o.helloTimeout, PingInterval: o.pingInterval,
+		EphemeralQueue: o.ephemeralQueue, DrainRedirect: o.drainRedirect, DrainGrace: o.drainGrace,
+		OriginPatterns: o.origins, Delay: o.delay,
+	})
+	if err != nil {
+		return err
+	}
+	tlsConf, err := loadTLS(o, log)
+	if err != nil {
+		return err
+	}
+	tcp, udp, err := listen(o)
+	if err != nil {
+		return err
+	}
+	defer tcp.Close()
+	if udp != nil {
+		defer udp.Close()
+	}
+	ops, err := startOps(o.opsAddr, reg, srv, log)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(tcp, udp, tlsConf, nil) }()
+	quic := "off"
+	if udp != nil {
+		quic = udp.LocalAddr().String()
+	}
+	log.Info("relayd ready", "ws", tcp.Addr().String(), "quic", quic, "ops", ops.Addr(), "data", o.dataDir, "tls", tlsConf != nil)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	select {
+	case err := <-served:
+		srv.Close()
+		return err
+	case sig := <-sigs:
+		log.Info("draining", "signal", sig.String(), "timeout", o.drainTimeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("second signal, closing now", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := srv.Drain(ctx); err != nil {
+		log.Warn("drain ended early", "err", err)
+	}
+	cancel()
+	srv.Close()
+	<-served
+	log.Info("relayd stopped")
+	return nil
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
