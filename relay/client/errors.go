@@ -1,0 +1,79 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+// Errors returned by the client. Errors from the relay are *Error.
+var (
+	ErrClosed          = errors.New("client: closed")
+	ErrInvalidConfig   = errors.New("client: invalid config")
+	ErrUnsupportedURL  = errors.New("client: unsupported URL")
+	ErrTooManyPending  = errors.New("client: too many pending sends")
+	ErrNotConnected    = errors.New("client: not connected")
+	ErrQueueFull       = errors.New("client: ephemeral queue full")
+	ErrTooLarge        = errors.New("client: frame too large")
+	ErrBadID           = errors.New("client: invalid client id")
+	ErrDuplicateID     = errors.New("client: client id already pending")
+	ErrMustBeDurable   = errors.New("client: config messages must be durable")
+	ErrNotDurable      = errors.New("client: message is not durable")
+	ErrNoReceipt       = errors.New("client: message finished without that receipt")
+	ErrUnknownSeq      = errors.New("client: seq was not delivered to this client")
+	ErrBadStage        = errors.New("client: invalid ack stage")
+	ErrAlreadyFinal    = errors.New("client: seq already has another final ack")
+	ErrProtocol        = errors.New("client: protocol violation by relay")
+	ErrKeepalive       = errors.New("client: relay silent for 3 ping intervals")
+	ErrStaleEpoch      = errors.New("client: relay holds an older session epoch")
+	ErrSessionMismatch = errors.New("client: relay welcomed another session")
+	ErrGoaway          = errors.New("client: relay sent GOAWAY")
+)
+
+// Error is an ERROR frame received from the relay. ClientID is set when the
+// error is about one SEND; RefSeq when it is about one ACK.
+type Error struct {
+	Code     wire.Code
+	Message  string // the relay's text; it never carries patient data
+	ClientID string
+	RefSeq   uint64
+	Fatal    bool // the relay closes the connection after it
+}
+
+func (e *Error) Error() string {
+	s := "client: relay error " + e.Code.String()
+	if e.ClientID != "" {
+		s += fmt.Sprintf(" (send %s)", e.ClientID)
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// CodeOf returns the wire code of the first *Error in err's chain, or 0.
+func CodeOf(err error) wire.Code {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return 0
+}
+
+// permanent reports whether a connection-level error cannot be fixed by
+// reconnecting, so the client stops and surfaces it.
+func permanent(err error) bool {
+	if errors.Is(err, ErrSessionMismatch) {
+		return true
+	}
+	switch CodeOf(err) {
+	case wire.CodeUnauthorized, wire.CodeExpired, wire.CodeForbidden,
+		wire.CodeVersion, wire.CodeBadResume, wire.CodeSessionClosed:
+		return true
+	}
+	return false
+}
+
+func errorFromFrame(f *wire.Frame) *Error {
+	return &Error{Code: f.Code, Message: f.Message, ClientID: f.RefClientID, RefSeq: f.RefSeq, Fatal: f.Fatal}
+}
