@@ -29,6 +29,8 @@ type raw struct {
 	errs   chan error
 	wg     sync.WaitGroup
 	closed chan struct{}
+
+	receipts []wire.Frame // collected by tests that need them
 }
 
 func dialRaw(t testing.TB, r *relaytest.Relay, transport string) *raw {
@@ -139,6 +141,13 @@ func (c *raw) sendBytes(cl wire.Class, b []byte) error {
 
 func (c *raw) send(f *wire.Frame) {
 	c.t.Helper()
+	if err := c.trySend(f); err != nil {
+		c.t.Fatalf("send %v: %v", f.Type, err)
+	}
+}
+
+// trySend is send for goroutines other than the test's.
+func (c *raw) trySend(f *wire.Frame) error {
 	cl := wire.ClassControl
 	switch f.Type {
 	case wire.TypeSend:
@@ -146,9 +155,7 @@ func (c *raw) send(f *wire.Frame) {
 	case wire.TypeAck:
 		cl = wire.ClassDurable
 	}
-	if err := c.sendBytes(cl, wire.Encode(f)); err != nil {
-		c.t.Fatalf("send %v: %v", f.Type, err)
-	}
+	return c.sendBytes(cl, wire.Encode(f))
 }
 
 // next returns the next frame, skipping PINGs, or fails after d.
