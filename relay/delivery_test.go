@@ -11,19 +11,19 @@ import (
 
 // pump sends n durable config commands from cl, each on the previous one's
 // base, keeping at most window unanswered.
-func pumpConfig(t *testing.T, cl *raw, from, n, window int, persisted map[string]uint64) {
+func pumpConfig(t *testing.T, cl *relaytest.Conn, from, n, window int, persisted map[string]uint64) {
 	t.Helper()
 	inflight := 0
 	sent := from
 	for len(persisted) < from+n-0 && (sent < from+n || inflight > 0) {
 		for inflight < window && sent < from+n {
 			v := int64(sent%2) * 10
-			cl.send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("c%d", sent), Kind: wire.KindConfig,
+			cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("c%d", sent), Kind: wire.KindConfig,
 				Flags: wire.FlagDurable, Payload: configPayload(uint64(sent), wire.Param{Name: "gain", Value: v})})
 			sent++
 			inflight++
 		}
-		f, err := cl.next(10 * time.Second)
+		f, err := cl.Next(10 * time.Second)
 		if err != nil {
 			t.Fatalf("sender: %v (persisted %d)", err, len(persisted))
 		}
@@ -35,7 +35,7 @@ func pumpConfig(t *testing.T, cl *raw, from, n, window int, persisted map[string
 			persisted[f.ClientID] = f.Seq
 			inflight--
 		case wire.TypeReceipt:
-			cl.receipts = append(cl.receipts, f)
+			cl.Receipts = append(cl.Receipts, f)
 		default:
 			t.Fatalf("sender got %v code %v %q", f.Type, f.Code, f.Message)
 		}
@@ -45,10 +45,10 @@ func pumpConfig(t *testing.T, cl *raw, from, n, window int, persisted map[string
 func TestTenThousandConfigCommands(t *testing.T) {
 	const n = 10000
 	r := relaytest.Start(t, relaytest.Options{})
-	cl := dialRaw(t, r, "ws")
-	cl.hello(r.Token(t, clinician("big")), false, 0)
-	pt := dialRaw(t, r, "quic")
-	pt.hello(r.Token(t, patient("big")), false, 0)
+	cl := relaytest.Dial(t, r, "ws")
+	cl.Hello(r.Token(t, clinician("big")), false, 0)
+	pt := relaytest.Dial(t, r, "quic")
+	pt.Hello(r.Token(t, patient("big")), false, 0)
 
 	// The patient acks received and applied as it goes, in its own goroutine
 	// so the relay sees both directions at once.
@@ -57,7 +57,7 @@ func TestTenThousandConfigCommands(t *testing.T) {
 		var want uint64 = 1
 		got := 0
 		for got < n {
-			f, err := pt.next(20 * time.Second)
+			f, err := pt.Next(20 * time.Second)
 			if err != nil {
 				done <- fmt.Errorf("patient after %d: %w", got, err)
 				return
@@ -74,11 +74,11 @@ func TestTenThousandConfigCommands(t *testing.T) {
 				}
 				want = f.Seq + 1
 				got++
-				if err := pt.trySend(&wire.Frame{Type: wire.TypeAck, Seq: f.Seq, Stage: wire.StageReceived}); err != nil {
+				if err := pt.TrySend(&wire.Frame{Type: wire.TypeAck, Seq: f.Seq, Stage: wire.StageReceived}); err != nil {
 					done <- err
 					return
 				}
-				if err := pt.trySend(&wire.Frame{Type: wire.TypeAck, Seq: f.Seq, Stage: wire.StageApplied}); err != nil {
+				if err := pt.TrySend(&wire.Frame{Type: wire.TypeAck, Seq: f.Seq, Stage: wire.StageApplied}); err != nil {
 					done <- err
 					return
 				}
@@ -99,20 +99,20 @@ func TestTenThousandConfigCommands(t *testing.T) {
 	// Every command needs its received and applied receipt.
 	stages := map[uint64]int{}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(cl.receipts) < 2*n && time.Now().Before(deadline) {
-		f, err := cl.next(10 * time.Second)
+	for len(cl.Receipts) < 2*n && time.Now().Before(deadline) {
+		f, err := cl.Next(10 * time.Second)
 		if err != nil {
-			t.Fatalf("waiting for receipts (%d): %v", len(cl.receipts), err)
+			t.Fatalf("waiting for receipts (%d): %v", len(cl.Receipts), err)
 		}
 		if f.Type == wire.TypeReceipt {
-			cl.receipts = append(cl.receipts, f)
+			cl.Receipts = append(cl.Receipts, f)
 		}
 	}
 	bySeq := map[uint64]string{}
 	for id, seq := range persisted {
 		bySeq[seq] = id
 	}
-	for _, rc := range cl.receipts {
+	for _, rc := range cl.Receipts {
 		if bySeq[rc.RefSeq] != rc.RefClientID {
 			t.Fatalf("receipt for seq %d names %s, want %s", rc.RefSeq, rc.RefClientID, bySeq[rc.RefSeq])
 		}
@@ -123,8 +123,8 @@ func TestTenThousandConfigCommands(t *testing.T) {
 			t.Fatalf("%s (seq %d): stages %b, want received and applied", id, seq, stages[seq])
 		}
 	}
-	if len(persisted) != n || len(cl.receipts) != 2*n {
-		t.Fatalf("persisted %d, receipts %d; want %d, %d", len(persisted), len(cl.receipts), n, 2*n)
+	if len(persisted) != n || len(cl.Receipts) != 2*n {
+		t.Fatalf("persisted %d, receipts %d; want %d, %d", len(persisted), len(cl.Receipts), n, 2*n)
 	}
 }
 
@@ -133,33 +133,33 @@ func TestResumeOnOtherTransport(t *testing.T) {
 		t.Run(tc.first+"-to-"+tc.second, func(t *testing.T) {
 			r := relaytest.Start(t, relaytest.Options{})
 			sid := "resume-" + tc.first
-			cl := dialRaw(t, r, "ws")
-			cl.hello(r.Token(t, clinician(sid)), false, 0)
-			pt := dialRaw(t, r, tc.first)
-			pt.hello(r.Token(t, patient(sid)), false, 0)
+			cl := relaytest.Dial(t, r, "ws")
+			cl.Hello(r.Token(t, clinician(sid)), false, 0)
+			pt := relaytest.Dial(t, r, tc.first)
+			pt.Hello(r.Token(t, patient(sid)), false, 0)
 			const n = 400
 			// Send chat messages; the patient reads about half, then drops.
 			for i := range n {
-				cl.send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("hi")})
+				cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("hi")})
 			}
 			var last uint64
 			seen := map[string]bool{}
 			for len(seen) < n/2 {
-				f := pt.expect(wire.TypeDeliver)
+				f := pt.Expect(wire.TypeDeliver)
 				if f.Seq <= last {
 					t.Fatalf("seq %d after %d", f.Seq, last)
 				}
 				last = f.Seq
 				seen[f.ClientID] = true
 			}
-			pt.close()
-			pt2 := dialRaw(t, r, tc.second)
-			w := pt2.hello(r.Token(t, patient(sid)), true, last)
+			pt.Close()
+			pt2 := relaytest.Dial(t, r, tc.second)
+			w := pt2.Hello(r.Token(t, patient(sid)), true, last)
 			if w.HeadSeq < last {
 				t.Fatalf("welcome head %d < last %d", w.HeadSeq, last)
 			}
 			for len(seen) < n {
-				f := pt2.expect(wire.TypeDeliver)
+				f := pt2.Expect(wire.TypeDeliver)
 				if f.Seq != last+1 {
 					t.Fatalf("resumed at seq %d, want %d (gap or duplicate)", f.Seq, last+1)
 				}
@@ -169,7 +169,7 @@ func TestResumeOnOtherTransport(t *testing.T) {
 				seen[f.ClientID] = true
 				last = f.Seq
 			}
-			if f, err := pt2.next(200 * time.Millisecond); err == nil {
+			if f, err := pt2.Next(200 * time.Millisecond); err == nil {
 				t.Fatalf("extra frame %v seq %d", f.Type, f.Seq)
 			}
 		})

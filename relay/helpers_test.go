@@ -1,18 +1,11 @@
 package relay_test
 
 import (
-	"net/http"
 	"testing"
 
 	"go.uber.org/goleak"
-
-	"github.com/stapes-relay/stapes/relay/relaytest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-func httpsClient(r *relaytest.Relay) *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: r.ClientTLS()}}
 }

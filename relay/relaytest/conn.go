@@ -1,11 +1,13 @@
-package relay_test
+package relaytest
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -14,13 +16,13 @@ import (
 	"github.com/coder/websocket"
 	"github.com/quic-go/quic-go"
 	"github.com/stapes-relay/stapes/relay"
-	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/relay/wire"
 )
 
-// raw is a protocol-level test driver: it speaks frames, nothing more, so
-// tests can send anything, including garbage.
-type raw struct {
+// Conn is a protocol-level test driver: it speaks frames, nothing more,
+// so tests can send anything, including garbage. It is not the client SDK
+// (relay/client); it exists to test the relay from the wire.
+type Conn struct {
 	t      testing.TB
 	ws     *websocket.Conn
 	qc     *quic.Conn
@@ -30,22 +32,43 @@ type raw struct {
 	wg     sync.WaitGroup
 	closed chan struct{}
 
-	receipts []wire.Frame // collected by tests that need them
+	closeOnce sync.Once
+
+	Receipts []wire.Frame // collected by tests that need them
 }
 
-func dialRaw(t testing.TB, r *relaytest.Relay, transport string) *raw {
+// Dial connects to r over "ws" or "quic".
+func Dial(t testing.TB, r *Relay, transport string) *Conn {
 	t.Helper()
+	return DialAddr(t, r.Addr, r.ClientTLS(), transport)
+}
+
+// DialAddr connects to a relay at addr (host:port, TLS) over "ws" or "quic".
+func DialAddr(t testing.TB, addr string, tc *tls.Config, transport string) *Conn {
+	t.Helper()
+	c, err := TryDial(addr, tc, transport)
+	if err != nil {
+		t.Fatalf("relaytest: dial %s: %v", transport, err)
+	}
+	c.t = t
+	t.Cleanup(c.Close)
+	return c
+}
+
+// TryDial connects without failing the test; Close is the caller's.
+func TryDial(addr string, tc *tls.Config, transport string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &raw{t: t, in: make(chan wire.Frame, 100000), errs: make(chan error, 8), closed: make(chan struct{})}
+	c := &Conn{in: make(chan wire.Frame, 100000), errs: make(chan error, 8), closed: make(chan struct{})}
 	switch transport {
 	case "ws":
-		ws, _, err := websocket.Dial(ctx, r.WSURL, &websocket.DialOptions{
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		ws, _, err := websocket.Dial(ctx, "wss://"+addr+relay.WSPath, &websocket.DialOptions{
 			Subprotocols: []string{relay.Subprotocol},
-			HTTPClient:   httpsClient(r),
+			HTTPClient:   hc,
 		})
 		if err != nil {
-			t.Fatalf("ws dial: %v", err)
+			return nil, err
 		}
 		ws.SetReadLimit(1 << 20)
 		c.ws = ws
@@ -63,22 +86,24 @@ func dialRaw(t testing.TB, r *relaytest.Relay, transport string) *raw {
 			}
 		}()
 	case "quic":
-		tc := r.ClientTLS()
+		tc = tc.Clone()
 		tc.NextProtos = []string{relay.Subprotocol}
-		qc, err := quic.DialAddr(ctx, r.Addr, tc, &quic.Config{MaxIdleTimeout: 10 * time.Second})
+		qc, err := quic.DialAddr(ctx, addr, tc, &quic.Config{MaxIdleTimeout: 10 * time.Second})
 		if err != nil {
-			t.Fatalf("quic dial: %v", err)
+			return nil, err
 		}
 		c.qc = qc
-		c.openStream(wire.ClassControl)
+		if err := c.openStream(wire.ClassControl); err != nil {
+			qc.CloseWithError(0, "")
+			return nil, err
+		}
 	default:
-		t.Fatalf("transport %q", transport)
+		return nil, fmt.Errorf("relaytest: unknown transport %q", transport)
 	}
-	t.Cleanup(c.close)
-	return c
+	return c, nil
 }
 
-func (c *raw) push(b []byte) {
+func (c *Conn) push(b []byte) {
 	f, err := wire.Decode(b, 1<<20)
 	if err != nil {
 		c.errs <- fmt.Errorf("decode from relay: %w", err)
@@ -89,13 +114,13 @@ func (c *raw) push(b []byte) {
 
 var inMu sync.Mutex
 
-func (c *raw) openStream(cl wire.Class) {
+func (c *Conn) openStream(cl wire.Class) error {
 	st, err := c.qc.OpenStreamSync(context.Background())
 	if err != nil {
-		c.t.Fatalf("open stream: %v", err)
+		return err
 	}
 	if _, err := st.Write([]byte{byte(cl)}); err != nil {
-		c.t.Fatalf("write class: %v", err)
+		return err
 	}
 	c.qs[cl] = st
 	c.wg.Add(1)
@@ -120,34 +145,38 @@ func (c *raw) openStream(cl wire.Class) {
 			c.push(b)
 		}
 	}()
+	return nil
 }
 
 // openClasses opens the durable, telemetry and signal streams (QUIC).
-func (c *raw) openClasses() {
+func (c *Conn) openClasses() error {
 	if c.qc == nil {
-		return
+		return nil
 	}
 	for _, cl := range []wire.Class{wire.ClassDurable, wire.ClassTelemetry, wire.ClassSignal} {
-		c.openStream(cl)
+		if err := c.openStream(cl); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
-func (c *raw) sendBytes(cl wire.Class, b []byte) error {
+func (c *Conn) SendBytes(cl wire.Class, b []byte) error {
 	if c.ws != nil {
 		return c.ws.Write(context.Background(), websocket.MessageBinary, b)
 	}
 	return wire.WriteFrame(c.qs[cl], b)
 }
 
-func (c *raw) send(f *wire.Frame) {
+func (c *Conn) Send(f *wire.Frame) {
 	c.t.Helper()
-	if err := c.trySend(f); err != nil {
+	if err := c.TrySend(f); err != nil {
 		c.t.Fatalf("send %v: %v", f.Type, err)
 	}
 }
 
 // trySend is send for goroutines other than the test's.
-func (c *raw) trySend(f *wire.Frame) error {
+func (c *Conn) TrySend(f *wire.Frame) error {
 	cl := wire.ClassControl
 	switch f.Type {
 	case wire.TypeSend:
@@ -155,11 +184,11 @@ func (c *raw) trySend(f *wire.Frame) error {
 	case wire.TypeAck:
 		cl = wire.ClassDurable
 	}
-	return c.sendBytes(cl, wire.Encode(f))
+	return c.SendBytes(cl, wire.Encode(f))
 }
 
 // next returns the next frame, skipping PINGs, or fails after d.
-func (c *raw) next(d time.Duration) (wire.Frame, error) {
+func (c *Conn) Next(d time.Duration) (wire.Frame, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -192,9 +221,9 @@ func (c *raw) next(d time.Duration) (wire.Frame, error) {
 	}
 }
 
-func (c *raw) expect(typ wire.Type) wire.Frame {
+func (c *Conn) Expect(typ wire.Type) wire.Frame {
 	c.t.Helper()
-	f, err := c.next(5 * time.Second)
+	f, err := c.Next(5 * time.Second)
 	if err != nil {
 		c.t.Fatalf("waiting for %v: %v", typ, err)
 	}
@@ -205,20 +234,22 @@ func (c *raw) expect(typ wire.Type) wire.Frame {
 }
 
 // hello sends HELLO and expects WELCOME.
-func (c *raw) hello(tok []byte, resume bool, last uint64) wire.Frame {
+func (c *Conn) Hello(tok []byte, resume bool, last uint64) wire.Frame {
 	c.t.Helper()
-	c.send(&wire.Frame{Type: wire.TypeHello, Token: tok, MinVersion: 1, MaxVersion: 1, Resume: resume, LastSeq: last})
-	w := c.expect(wire.TypeWelcome)
-	c.openClasses()
+	c.Send(&wire.Frame{Type: wire.TypeHello, Token: tok, MinVersion: 1, MaxVersion: 1, Resume: resume, LastSeq: last})
+	w := c.Expect(wire.TypeWelcome)
+	if err := c.openClasses(); err != nil {
+		c.t.Fatalf("open streams: %v", err)
+	}
 	return w
 }
 
 // closedWith waits for the relay to end the connection, returning the
 // fatal ERROR it sent (if any).
-func (c *raw) closedWith(d time.Duration) (code wire.Code, closed bool) {
+func (c *Conn) ClosedWith(d time.Duration) (code wire.Code, closed bool) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		f, err := c.next(time.Until(deadline))
+		f, err := c.Next(time.Until(deadline))
 		if err != nil {
 			return code, !strings.Contains(err.Error(), "timeout waiting")
 		}
@@ -229,12 +260,14 @@ func (c *raw) closedWith(d time.Duration) (code wire.Code, closed bool) {
 	return code, false
 }
 
-func (c *raw) close() {
-	if c.ws != nil {
-		c.ws.CloseNow()
-	}
-	if c.qc != nil {
-		c.qc.CloseWithError(0, "")
-	}
+func (c *Conn) Close() {
+	c.closeOnce.Do(func() {
+		if c.ws != nil {
+			c.ws.CloseNow()
+		}
+		if c.qc != nil {
+			c.qc.CloseWithError(0, "")
+		}
+	})
 	c.wg.Wait()
 }

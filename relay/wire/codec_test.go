@@ -260,6 +260,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown type 0xff with junk", []byte{0xff, 0xff, 0xff}, 0, wire.ErrUnknownType, 0},
 		{"duplicate field", frameBytes(wire.TypeAck, field(wire.TagSeq, 1), field(wire.TagSeq, 1)), 0, wire.ErrMalformed, wire.TagSeq},
 		{"duplicate last_seq", frameBytes(wire.TypeHello, field(wire.TagLastSeq, 0), field(wire.TagLastSeq, 0)), 0, wire.ErrMalformed, wire.TagLastSeq},
+		{"duplicate tag 0", frameBytes(wire.TypeAck, field(0), field(0)), 0, wire.ErrMalformed, 0},
 		{"duplicate string", frameBytes(wire.TypeSend, field(wire.TagClientID, 'a'), field(wire.TagKind, 2), field(wire.TagClientID, 'a')), 0, wire.ErrMalformed, wire.TagClientID},
 		{"tag without length", []byte{byte(wire.TypeAck), byte(wire.TagSeq)}, 0, wire.ErrTruncated, wire.TagSeq},
 		{"unfinished length", []byte{byte(wire.TypeAck), byte(wire.TagSeq), 0x80}, 0, wire.ErrTruncated, wire.TagSeq},

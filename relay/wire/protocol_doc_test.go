@@ -33,6 +33,19 @@ var hexBlock = regexp.MustCompile("(?ms)^```hex title=([A-Za-z0-9._-]+)\n(.*?)^`
 
 func TestDocHexBlocks(t *testing.T) {
 	doc := readDoc(t)
+	if *update {
+		doc = hexBlock.ReplaceAllStringFunc(doc, func(block string) string {
+			name := hexBlock.FindStringSubmatch(block)[1]
+			want, err := os.ReadFile(goldenPath(name))
+			if err != nil {
+				return block // reported below
+			}
+			return "```hex title=" + name + "\n" + string(want) + "```"
+		})
+		if err := os.WriteFile(docPath, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	inDoc := map[string]bool{}
 	for _, m := range hexBlock.FindAllStringSubmatch(doc, -1) {
 		name, body := m[1], m[2]
@@ -46,7 +59,7 @@ func TestDocHexBlocks(t *testing.T) {
 				t.Fatalf("block %s has no golden file: %v", name, err)
 			}
 			if body != string(want) {
-				t.Errorf("block %s differs from %s; paste the file into the document.\ndoc:\n%s\ngolden:\n%s",
+				t.Errorf("block %s differs from %s (go test ./relay/wire -run 'TestGolden|TestDoc' -update).\ndoc:\n%s\ngolden:\n%s",
 					name, goldenPath(name), body, want)
 			}
 		})
