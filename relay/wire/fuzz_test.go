@@ -241,7 +241,7 @@ func TestFuzzSeeds(t *testing.T) {
 			}
 			got, err := os.ReadFile(path)
 			if err != nil {
-				t.Errorf("%v (run go test ./relay/wire -run TestFuzzSeeds -update)", err)
+				t.Errorf("%v (run go test ./relay/wire -update)", err)
 				continue
 			}
 			if string(got) != want {

@@ -185,7 +185,7 @@ func TestGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("%v (run go test ./relay/wire -run TestGolden -update)", err)
+				t.Fatalf("%v (run go test ./relay/wire -update)", err)
 			}
 			if got != string(want) {
 				t.Errorf("%s is stale (run with -update and review the diff)\ngot:\n%s\nwant:\n%s", path, got, want)

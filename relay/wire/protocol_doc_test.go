@@ -59,7 +59,7 @@ func TestDocHexBlocks(t *testing.T) {
 				t.Fatalf("block %s has no golden file: %v", name, err)
 			}
 			if body != string(want) {
-				t.Errorf("block %s differs from %s (go test ./relay/wire -run 'TestGolden|TestDoc' -update).\ndoc:\n%s\ngolden:\n%s",
+				t.Errorf("block %s differs from %s (go test ./relay/wire -update).\ndoc:\n%s\ngolden:\n%s",
 					name, goldenPath(name), body, want)
 			}
 		})
