@@ -76,7 +76,7 @@ func (s *Server) serveQUICConn(qc *quic.Conn) {
 		setClose(wire.CodeProtocol)
 		return
 	}
-	s.runStream(c, &wg, st, []wire.Class{wire.ClassControl}, true, setClose)
+	s.runStream(c, qc, &wg, st, []wire.Class{wire.ClassControl}, true, setClose)
 	var opened [wire.NumClasses]bool
 	opened[wire.ClassControl] = true
 	for {
@@ -94,7 +94,7 @@ func (s *Server) serveQUICConn(qc *quic.Conn) {
 			c.fail(fatalf(wire.CodeProtocol, "bad or repeated stream class %d", class))
 		default:
 			opened[class] = true
-			s.runStream(c, &wg, st, []wire.Class{class}, false, setClose)
+			s.runStream(c, qc, &wg, st, []wire.Class{class}, false, setClose)
 			continue
 		}
 		st.CancelRead(quic.StreamErrorCode(wire.CodeProtocol))
@@ -105,7 +105,7 @@ func (s *Server) serveQUICConn(qc *quic.Conn) {
 // runStream starts the reader and writer of one class stream. When the
 // control writer ends after a fatal ERROR, the connection is closed
 // once the peer had a moment to read it.
-func (s *Server) runStream(c *conn, wg *sync.WaitGroup, st *quic.Stream, classes []wire.Class, control bool, setClose func(wire.Code)) {
+func (s *Server) runStream(c *conn, qc *quic.Conn, wg *sync.WaitGroup, st *quic.Stream, classes []wire.Class, control bool, setClose func(wire.Code)) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -115,11 +115,14 @@ func (s *Server) runStream(c *conn, wg *sync.WaitGroup, st *quic.Stream, classes
 		if control {
 			if errors.Is(err, errConnDone) {
 				setClose(lastErrorCode(c))
+				// QUIC discards unsent stream data on CONNECTION_CLOSE, so
+				// give the peer a moment to read the ERROR and hang up; the
+				// close code carries the error code as well.
 				st.Close()
 				t := time.NewTimer(time.Second)
 				select {
 				case <-t.C:
-				case <-st.Context().Done():
+				case <-qc.Context().Done():
 				case <-s.ctx.Done():
 				}
 				t.Stop()

@@ -110,6 +110,10 @@ func (c *Conn) push(b []byte) {
 		return
 	}
 	c.in <- f
+	if f.Type == wire.TypeError && f.Fatal && c.qc != nil {
+		// As a client must: hang up after a fatal ERROR.
+		c.qc.CloseWithError(0, "")
+	}
 }
 
 var inMu sync.Mutex
@@ -202,15 +206,15 @@ func (c *Conn) Next(d time.Duration) (wire.Frame, error) {
 			}
 			return f, nil
 		case err := <-c.errs:
-			if c.qc != nil {
-				return wire.Frame{}, err
-			}
 			c.errs <- err
-			// WS: drain what was received before the error.
+			// Frames that arrived before the error come first.
 			select {
 			case f, ok := <-c.in:
-				if ok {
+				if ok && f.Type != wire.TypePing {
 					return f, nil
+				}
+				if ok {
+					continue
 				}
 			default:
 			}
@@ -251,6 +255,10 @@ func (c *Conn) ClosedWith(d time.Duration) (code wire.Code, closed bool) {
 	for time.Now().Before(deadline) {
 		f, err := c.Next(time.Until(deadline))
 		if err != nil {
+			var ae *quic.ApplicationError
+			if code == 0 && errors.As(err, &ae) && ae.Remote {
+				code = wire.Code(ae.ErrorCode)
+			}
 			return code, !strings.Contains(err.Error(), "timeout waiting")
 		}
 		if f.Type == wire.TypeError && f.Fatal {
