@@ -1,8 +1,6 @@
 package client
 
 import (
-	"slices"
-
 	"github.com/stapes-relay/stapes/relay/wire"
 )
 
@@ -17,7 +15,8 @@ type pendingAck struct {
 	reason string
 	auto   bool   // queued by auto-ack, nobody waits for it
 	gen    uint64 // connection generation it was last written on
-	err    error  // set before done is closed
+	ended  bool
+	err    error // set before done is closed
 	done   chan struct{}
 }
 
@@ -30,8 +29,11 @@ const maxFinals = 4096
 // on every connection (the relay ignores a stage it already recorded). It is
 // not safe for concurrent use; the Client guards it.
 type ackBook struct {
-	list       []*pendingAck
-	byKey      map[ackKey]*pendingAck
+	byKey map[ackKey]*pendingAck
+	list  []*pendingAck // oldest first; may hold ended acks, compacted lazily
+	// due holds, oldest first, the acks not yet written on connection gen.
+	gen        uint64
+	due        []*pendingAck
 	finals     map[uint64]wire.Stage
 	finalOrder []uint64
 }
@@ -55,23 +57,23 @@ func (b *ackBook) add(seq uint64, stage wire.Stage, reason string, auto bool, li
 				return nil, 0, ErrAlreadyFinal
 			}
 			// Already confirmed: nothing to send, nothing to wait for.
-			a := &pendingAck{ackKey: k, done: make(chan struct{})}
+			a := &pendingAck{ackKey: k, ended: true, done: make(chan struct{})}
 			close(a.done)
 			return a, 0, nil
 		}
 		b.rememberFinal(seq, stage)
 	}
 	a = &pendingAck{ackKey: k, reason: reason, auto: auto, done: make(chan struct{})}
-	b.list = append(b.list, a)
 	b.byKey[k] = a
-	for len(b.list) > limit {
-		i := slices.IndexFunc(b.list, func(x *pendingAck) bool { return x.auto && x != a })
-		if i < 0 {
-			break
+	b.list = append(b.list, a)
+	b.due = append(b.due, a)
+	for i := 0; len(b.byKey) > limit && i < len(b.list); i++ {
+		if x := b.list[i]; x.auto && !x.ended && x != a {
+			b.end(x, nil)
+			forgot++
 		}
-		b.end(b.list[i], nil)
-		forgot++
 	}
+	b.compact()
 	return a, forgot, nil
 }
 
@@ -87,10 +89,22 @@ func (b *ackBook) rememberFinal(seq uint64, stage wire.Stage) {
 	}
 }
 
-// next returns the oldest ack not yet written on connection gen.
+// next returns the oldest ack not yet written on connection gen and takes
+// it off that connection's due list (the caller writes it).
 func (b *ackBook) next(gen uint64) *pendingAck {
-	for _, a := range b.list {
-		if a.gen != gen {
+	if gen != b.gen {
+		b.gen = gen
+		b.due = b.due[:0]
+		for _, a := range b.list {
+			if !a.ended {
+				b.due = append(b.due, a)
+			}
+		}
+	}
+	for len(b.due) > 0 {
+		a := b.due[0]
+		b.due = b.due[1:]
+		if !a.ended {
 			return a
 		}
 	}
@@ -104,6 +118,7 @@ func (b *ackBook) confirm(seq uint64, stage wire.Stage) {
 	if b.byKey == nil {
 		return
 	}
+	defer b.compact()
 	if a := b.byKey[ackKey{seq, stage}]; a != nil {
 		b.end(a, nil)
 	}
@@ -119,6 +134,7 @@ func (b *ackBook) confirm(seq uint64, stage wire.Stage) {
 
 // fail ends every ack for seq with err (the relay refused them).
 func (b *ackBook) fail(seq uint64, err error) {
+	defer b.compact()
 	for _, s := range []wire.Stage{wire.StageReceived, wire.StageApplied, wire.StageRejected} {
 		if a := b.byKey[ackKey{seq, s}]; a != nil {
 			b.end(a, err)
@@ -128,17 +144,29 @@ func (b *ackBook) fail(seq uint64, err error) {
 
 func (b *ackBook) end(a *pendingAck, err error) {
 	delete(b.byKey, a.ackKey)
-	if i := slices.Index(b.list, a); i >= 0 {
-		b.list = slices.Delete(b.list, i, i+1)
-	}
-	a.err = err
+	a.ended, a.err = true, err
 	close(a.done)
+}
+
+// compact drops ended acks from list once they are the majority.
+func (b *ackBook) compact() {
+	if len(b.list) <= 2*len(b.byKey)+16 {
+		return
+	}
+	live := b.list[:0]
+	for _, x := range b.list {
+		if !x.ended {
+			live = append(live, x)
+		}
+	}
+	clear(b.list[len(live):])
+	b.list = live
 }
 
 // inflight counts acks written on gen and not yet confirmed.
 func (b *ackBook) inflight(gen uint64) int {
 	n := 0
-	for _, a := range b.list {
+	for _, a := range b.byKey {
 		if a.gen == gen {
 			n++
 		}
@@ -146,11 +174,14 @@ func (b *ackBook) inflight(gen uint64) int {
 	return n
 }
 
-func (b *ackBook) len() int { return len(b.list) }
+func (b *ackBook) len() int { return len(b.byKey) }
 
 // drain ends every ack with err.
 func (b *ackBook) drain(err error) {
-	for len(b.list) > 0 {
-		b.end(b.list[0], err)
+	for _, a := range b.list {
+		if !a.ended {
+			b.end(a, err)
+		}
 	}
+	b.list, b.due = nil, nil
 }

@@ -188,6 +188,7 @@ func (c *Client) supervise() {
 			err = c.run(cn)
 		} else {
 			c.stats.connectFailures.Add(1)
+			transport = transportOf(url)
 		}
 		if c.ctx.Err() != nil {
 			return

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -9,12 +10,14 @@ import (
 type outgoing struct {
 	sent     *Sent
 	frame    []byte    // the encoded SEND, written again unchanged on retry
+	order    uint64    // Send order
 	seq      uint64    // from PERSISTED; 0 until then
-	gen      uint64    // connection generation it was last written on; 0 = write it
+	gen      uint64    // connection generation it was last written on; 0 = none
 	writes   int       // times written
 	attempts int       // retryable ERRORs so far
 	retryAt  time.Time // not written again before this
 	early    []Receipt // receipts naming its client id that came before PERSISTED
+	removed  bool
 }
 
 // maxEarly bounds receipts kept per message while its seq is unknown.
@@ -31,12 +34,16 @@ const maxEarly = 8
 // first); such receipts are kept by client id and matched once the seq is
 // known.
 type pendingQueue struct {
-	list  []*outgoing
 	byID  map[string]*outgoing
 	bySeq map[uint64]*outgoing
+	order uint64 // next Send order
+	// due holds, in Send order, the messages not yet written on connection
+	// gen; it is rebuilt from byID when the generation changes.
+	gen uint64
+	due []*outgoing
 }
 
-func (q *pendingQueue) len() int { return len(q.list) }
+func (q *pendingQueue) len() int { return len(q.byID) }
 
 func (q *pendingQueue) get(id string) *outgoing { return q.byID[id] }
 
@@ -49,23 +56,39 @@ func (q *pendingQueue) add(o *outgoing) bool {
 	if _, dup := q.byID[o.sent.id]; dup {
 		return false
 	}
-	q.list = append(q.list, o)
+	q.order++
+	o.order = q.order
 	q.byID[o.sent.id] = o
+	q.due = append(q.due, o)
 	return true
 }
 
 // next returns the first message, in Send order, that still has to be
-// written on connection gen. A message waiting out a retry delay holds back
-// every later unwritten one, so the relay sees them in order; wait is then
-// the time left.
+// written on connection gen, and takes it off that connection's due list
+// (the caller writes it). A message waiting out a retry delay holds back
+// every later one, so the relay sees them in order; wait is then the time
+// left.
 func (q *pendingQueue) next(gen uint64, now time.Time) (o *outgoing, wait time.Duration) {
-	for _, o := range q.list {
-		if o.seq != 0 || o.gen == gen {
+	if gen != q.gen {
+		q.gen = gen
+		q.due = q.due[:0]
+		for _, o := range q.byID {
+			if o.seq == 0 {
+				q.due = append(q.due, o)
+			}
+		}
+		slices.SortFunc(q.due, func(a, b *outgoing) int { return cmp.Compare(a.order, b.order) })
+	}
+	for len(q.due) > 0 {
+		o := q.due[0]
+		if o.removed || o.seq != 0 {
+			q.due = q.due[1:]
 			continue
 		}
 		if d := o.retryAt.Sub(now); d > 0 {
 			return nil, d
 		}
+		q.due = q.due[1:]
 		return o, 0
 	}
 	return nil, 0
@@ -102,30 +125,35 @@ func (q *pendingQueue) receipt(r Receipt, refClientID string) *outgoing {
 	return nil
 }
 
-// retry schedules o to be written again after delay.
-func (q *pendingQueue) retry(o *outgoing, now time.Time, delay time.Duration) {
+// retry puts o, refused for now on connection gen, back in its place on
+// that connection's due list, to be written after delay.
+func (q *pendingQueue) retry(o *outgoing, gen uint64, now time.Time, delay time.Duration) {
 	o.attempts++
-	o.gen = 0
 	o.retryAt = now.Add(delay)
+	if gen != q.gen {
+		return // the due list is rebuilt for the next connection anyway
+	}
+	i, found := slices.BinarySearchFunc(q.due, o.order, func(x *outgoing, order uint64) int { return cmp.Compare(x.order, order) })
+	if !found {
+		q.due = slices.Insert(q.due, i, o)
+	}
 }
 
 func (q *pendingQueue) remove(o *outgoing) {
 	if q.byID[o.sent.id] != o {
 		return
 	}
+	o.removed = true
 	delete(q.byID, o.sent.id)
 	if o.seq != 0 {
 		delete(q.bySeq, o.seq)
-	}
-	if i := slices.Index(q.list, o); i >= 0 {
-		q.list = slices.Delete(q.list, i, i+1)
 	}
 }
 
 // inflight counts messages written on gen that have no PERSISTED yet.
 func (q *pendingQueue) inflight(gen uint64) int {
 	n := 0
-	for _, o := range q.list {
+	for _, o := range q.byID {
 		if o.seq == 0 && o.gen == gen {
 			n++
 		}
@@ -135,7 +163,10 @@ func (q *pendingQueue) inflight(gen uint64) int {
 
 // drain removes and returns every message.
 func (q *pendingQueue) drain() []*outgoing {
-	l := q.list
+	all := make([]*outgoing, 0, len(q.byID))
+	for _, o := range q.byID {
+		all = append(all, o)
+	}
 	*q = pendingQueue{}
-	return l
+	return all
 }

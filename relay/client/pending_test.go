@@ -74,7 +74,7 @@ func TestPendingQueueRetryHoldsBackLater(t *testing.T) {
 		q.add(newOutgoing(id))
 	}
 	a := q.get("a")
-	q.retry(a, now, 50*time.Millisecond)
+	q.retry(a, 1, now, 50*time.Millisecond)
 	if id, wait := nextID(&q, 1, now); id != "" || wait != 50*time.Millisecond {
 		t.Fatalf("next during a's delay = %q, wait %v; want nothing for 50ms", id, wait)
 	}
@@ -86,6 +86,34 @@ func TestPendingQueueRetryHoldsBackLater(t *testing.T) {
 	}
 	if a.attempts != 1 {
 		t.Errorf("attempts = %d, want 1", a.attempts)
+	}
+}
+
+func TestPendingQueueRetryKeepsPlace(t *testing.T) {
+	var q pendingQueue
+	now := time.Now()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		q.add(newOutgoing(id))
+	}
+	for range 3 {
+		nextID(&q, 1, now) // a, b, c written
+	}
+	q.retry(q.get("b"), 1, now, 0)
+	q.retry(q.get("b"), 1, now, 0) // a second ERROR for it changes nothing
+	q.remove(q.get("a"))
+	var got []string
+	for {
+		id, _ := nextID(&q, 1, now)
+		if id == "" {
+			break
+		}
+		got = append(got, id)
+	}
+	if want := "b d"; join(got) != want {
+		t.Fatalf("after retry of b: writes %q, want %q", join(got), want)
+	}
+	if q.len() != 3 {
+		t.Fatalf("len = %d, want 3", q.len())
 	}
 }
 

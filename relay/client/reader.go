@@ -171,7 +171,7 @@ func (c *Client) onError(f *wire.Frame) error {
 		}
 		if f.Code.Retryable() {
 			d := c.bo.delay(o.attempts)
-			c.pending.retry(o, time.Now(), d)
+			c.pending.retry(o, c.gen, time.Now(), d)
 			c.mu.Unlock()
 			c.log.Debug("send delayed by relay", "client_id", o.sent.id, "code", f.Code.String(), "retry_in", d)
 			c.wake()

@@ -62,3 +62,11 @@ func readLimit(maxFrame int) int {
 	const envelope = 4 << 10
 	return max(maxFrame, wire.DefaultMaxFrame) + envelope
 }
+
+// transportOf names the transport a URL selects.
+func transportOf(rawURL string) string {
+	if u, err := parseURL(rawURL); err == nil && u.Scheme == "quic" {
+		return "quic"
+	}
+	return "ws"
+}
