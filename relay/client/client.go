@@ -118,15 +118,15 @@ func (c *Client) LastSeq() uint64 {
 	return c.lastSeq
 }
 
-// Welcome returns the WELCOME of the current connection, or of the last one
-// with connected false; ok is false before the first WELCOME.
-func (c *Client) Welcome() (w Welcome, connected, ok bool) {
+// Welcome returns the WELCOME of the current connection (connected true),
+// or of the last one, or the zero Welcome before the first.
+func (c *Client) Welcome() (w Welcome, connected bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.welcome == nil {
-		return Welcome{}, false, false
+		return Welcome{}, false
 	}
-	return *c.welcome, c.cur != nil, true
+	return *c.welcome, c.cur != nil
 }
 
 // WaitConnected waits until the client has an admitted connection and

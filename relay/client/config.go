@@ -19,8 +19,9 @@ type Config struct {
 	URLs []string
 
 	// Token returns the session token for one connection attempt. Required.
-	// It is called before every attempt, so it may refresh the token. Its
-	// errors are retried with backoff. Tokens are never logged.
+	// It is called before every attempt, so it may refresh the token; it
+	// must return when ctx ends. Its errors are retried with backoff.
+	// Tokens are never logged.
 	Token func(ctx context.Context) ([]byte, error)
 
 	// Session is the fitting session id sent in HELLO. Optional: the token
