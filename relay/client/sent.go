@@ -10,8 +10,9 @@ import (
 
 // Sent is the handle of one Send. Its methods are safe for concurrent use.
 //
-// A durable message is live until its final receipt: applied or rejected
-// for config, received (or a final stage) for other kinds. Until then the
+// A durable message is live until its final receipt from a participant
+// other than an observer: applied or rejected for config, received (or a
+// final stage) for other kinds. Until then the
 // client keeps it, writes it again after every reconnect while it has no
 // PERSISTED, and counts it against Config.MaxPending. It also ends when the
 // relay refuses it (Err is an *Error with the code) or the client stops.
@@ -156,11 +157,16 @@ func (s *Sent) persisted(seq uint64, degraded bool) {
 }
 
 // receipt records r and reports whether it is the message's final receipt.
+// An observer's receipt is recorded but never final: observers are not the
+// side a message is for.
 func (s *Sent) receipt(r Receipt) (final bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.receipts = append(s.receipts, r)
 	s.notify()
+	if r.Role == wire.RoleObserver {
+		return false
+	}
 	return r.Stage.Final() || (s.kind != wire.KindConfig && r.Stage == wire.StageReceived)
 }
 

@@ -194,8 +194,10 @@ func TestReceiptsEndMessageAndFreeSlot(t *testing.T) {
 	r.send(wire.Frame{Type: wire.TypePersisted, ClientID: "cfg1", Seq: 4})
 	// A receipt about another sender's message that reuses our client id.
 	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 5, RefSeq: 3, RefClientID: "cfg1", Stage: wire.StageApplied, Sender: "obs", Role: wire.RoleObserver})
-	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 6, RefSeq: 4, RefClientID: "cfg1", Stage: wire.StageReceived, Sender: "pat", Role: wire.RolePatient})
-	if rc, err := s.Wait(ctx, wire.StageReceived); err != nil || rc.Seq != 6 || rc.Sender != "pat" {
+	// An observer's receipt is recorded but ends nothing.
+	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 6, RefSeq: 4, RefClientID: "cfg1", Stage: wire.StageReceived, Sender: "obs", Role: wire.RoleObserver})
+	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 8, RefSeq: 4, RefClientID: "cfg1", Stage: wire.StageReceived, Sender: "pat", Role: wire.RolePatient})
+	if rc, err := s.Wait(ctx, wire.StageReceived); err != nil || rc.Seq != 6 || rc.Sender != "obs" {
 		t.Fatalf("Wait(received) = %+v, %v", rc, err)
 	}
 	select {
@@ -203,9 +205,9 @@ func TestReceiptsEndMessageAndFreeSlot(t *testing.T) {
 		t.Fatal("config message ended at received, want it kept until applied")
 	default:
 	}
-	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 7, RefSeq: 4, RefClientID: "cfg1", Stage: wire.StageApplied, Sender: "pat", Role: wire.RolePatient})
+	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 9, RefSeq: 4, RefClientID: "cfg1", Stage: wire.StageApplied, Sender: "pat", Role: wire.RolePatient})
 	rc, err := s.Final(ctx)
-	if err != nil || rc.Stage != wire.StageApplied || rc.Seq != 7 {
+	if err != nil || rc.Stage != wire.StageApplied || rc.Seq != 9 || len(s.Receipts()) != 3 {
 		t.Fatalf("Final = %+v, %v", rc, err)
 	}
 	if _, err := s.Wait(ctx, wire.StageRejected); !errors.Is(err, ErrNoReceipt) {
