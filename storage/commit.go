@@ -49,24 +49,31 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 		return wrap(beginReason(err), err)
 	}
 	defer s.exit()
-	if !s.claim(session) {
+	in, head, cached, ok := s.claim(session)
+	if !ok {
 		return wrap(reasonConcurrent, ErrConcurrentCommit)
 	}
-	defer s.release(session)
+	newHead, synced := head, false
+	defer func() { s.release(session, in, newHead, synced) }()
 
 	for name := range meta {
 		if err := checkMetaName(name); err != nil {
 			return wrap(reasonInvalid, err)
 		}
 	}
-	head, err := s.head(session)
-	if err != nil {
-		return wrap(reasonIO, err)
+	if !cached {
+		// No Commit of this session is in progress: what Pebble shows is
+		// durable.
+		var err error
+		if head, err = s.head(session); err != nil {
+			return wrap(reasonIO, err)
+		}
 	}
 	if r, err := s.checkEntries(session, head, entries); err != nil {
 		return wrap(r, err)
 	}
 	if len(entries) == 0 && len(meta) == 0 {
+		synced = true // head is durable and unchanged
 		return "", nil
 	}
 
@@ -91,6 +98,7 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 		_ = b.Close()
 		return wrap(reasonCanceled, err)
 	}
+	s.applying(in, head, meta)
 	if err := s.apply(b); err != nil {
 		if errors.Is(err, ErrFailed) {
 			return wrap(reasonFailed, err)
@@ -99,6 +107,10 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 	}
 	if err := b.Close(); err != nil {
 		s.log.Warn("storage: closing committed batch", "session", session, "err", err)
+	}
+	newHead, synced = head, true
+	if len(entries) > 0 {
+		newHead = entries[len(entries)-1].Seq
 	}
 	return "", nil
 }
@@ -159,23 +171,6 @@ func (s *Store) apply(b *pebble.Batch) (err error) {
 		return err
 	}
 	return s.fail.get()
-}
-
-// claim marks a Commit for session in progress; false if one already is.
-func (s *Store) claim(session string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, busy := s.committing[session]; busy {
-		return false
-	}
-	s.committing[session] = struct{}{}
-	return true
-}
-
-func (s *Store) release(session string) {
-	s.mu.Lock()
-	delete(s.committing, session)
-	s.mu.Unlock()
 }
 
 func beginReason(err error) reason {

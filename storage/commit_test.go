@@ -86,7 +86,8 @@ func TestCommitConcurrentSameSession(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, "db", testOptions(vfs.NewMem()))
 	// Simulate a Commit for "s" in progress.
-	if !s.claim("s") {
+	in, _, _, ok := s.claim("s")
+	if !ok {
 		t.Fatal("claim(s) = false on an idle session")
 	}
 	err := s.Commit(ctx, "s", batch("s", 1, 1), nil)
@@ -96,7 +97,7 @@ func TestCommitConcurrentSameSession(t *testing.T) {
 	if err := s.Commit(ctx, "other", batch("other", 1, 1), nil); err != nil {
 		t.Fatalf("Commit(other) during a Commit(s): %v", err)
 	}
-	s.release("s")
+	s.release("s", in, 0, false)
 	if err := s.Commit(ctx, "s", batch("s", 1, 1), nil); err != nil {
 		t.Fatalf("Commit after release: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // walFsyncs returns how many WAL fsyncs the store's Pebble has done.
-func walFsyncs(t *testing.T, s *Store) uint64 {
+func walFsyncs(t testing.TB, s *Store) uint64 {
 	t.Helper()
 	var m dto.Metric
 	if err := s.db.Metrics().LogWriter.FsyncLatency.Write(&m); err != nil {

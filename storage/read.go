@@ -8,22 +8,38 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Head returns the highest committed seq of the session (0 if none).
+// Reads report durable data only: see inflight.go.
+
+// Head returns the highest durably committed seq of the session (0 if
+// none).
 func (s *Store) Head(ctx context.Context, session string) (uint64, error) {
 	if err := checkSession(session); err != nil {
 		return 0, fmt.Errorf("storage: head: %w", err)
 	}
+	wrap := func(err error) error {
+		return fmt.Errorf("storage: head session %q: %w", session, err)
+	}
 	if err := s.begin(ctx); err != nil {
-		return 0, fmt.Errorf("storage: head session %q: %w", session, err)
+		return 0, wrap(err)
 	}
 	defer s.exit()
-	head, err := s.head(session)
-	if err != nil {
-		return 0, fmt.Errorf("storage: head session %q: %w", session, err)
+	head, ok := s.cachedHead(session)
+	if !ok {
+		var err error
+		if head, err = s.head(session); err != nil {
+			return 0, wrap(err)
+		}
+		if bound, limited := s.durableBound(session); limited {
+			head = bound
+		}
+	}
+	if err := s.fail.get(); err != nil {
+		return 0, wrap(err)
 	}
 	return head, nil
 }
 
+// head reads the session's head record from Pebble.
 func (s *Store) head(session string) (uint64, error) {
 	v, ok, err := s.get(headKey(session))
 	if err != nil || !ok {
@@ -35,7 +51,7 @@ func (s *Store) head(session string) (uint64, error) {
 // readCheckEvery is how many log entries ReadLog reads between ctx checks.
 const readCheckEvery = 64
 
-// ReadLog calls fn for each committed entry of the session with
+// ReadLog calls fn for each durably committed entry of the session with
 // after < seq <= upto, in ascending seq order, at most limit entries
 // (limit <= 0: no limit). frame is only valid during the call. An error
 // from fn stops the read and is returned unwrapped. fn must not call Close.
@@ -62,6 +78,14 @@ func (s *Store) ReadLog(ctx context.Context, session string, after, upto uint64,
 	if err != nil {
 		return wrap(err)
 	}
+	// The iterator is a consistent view from here on; bound it.
+	if bound, limited := s.durableBound(session); limited && bound < upto {
+		upto = bound
+	}
+	if err := s.fail.get(); err != nil {
+		_ = it.Close()
+		return wrap(err)
+	}
 	n := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		if n%readCheckEvery == 0 {
@@ -74,6 +98,9 @@ func (s *Store) ReadLog(ctx context.Context, session string, after, upto uint64,
 		if err != nil {
 			_ = it.Close()
 			return wrap(err)
+		}
+		if seq > upto {
+			break
 		}
 		frame, err := it.ValueAndErr()
 		if err != nil {
@@ -95,8 +122,8 @@ func (s *Store) ReadLog(ctx context.Context, session string, after, upto uint64,
 	return nil
 }
 
-// LookupKey returns the seq committed under an idempotency key of the
-// session; ok is false if the key was never committed.
+// LookupKey returns the seq durably committed under an idempotency key of
+// the session; ok is false if there is none.
 func (s *Store) LookupKey(ctx context.Context, session, key string) (seq uint64, ok bool, err error) {
 	if err := checkSession(session); err != nil {
 		return 0, false, fmt.Errorf("storage: lookup key: %w", err)
@@ -115,18 +142,24 @@ func (s *Store) LookupKey(ctx context.Context, session, key string) (seq uint64,
 	if err != nil {
 		return 0, false, wrap(err)
 	}
-	if !ok {
-		return 0, false, nil
+	if ok {
+		if seq, err = decodeSeq(v); err != nil {
+			return 0, false, wrap(err)
+		}
+		if bound, limited := s.durableBound(session); limited && seq > bound {
+			ok, seq = false, 0 // its Commit has not returned yet
+		}
 	}
-	seq, err = decodeSeq(v)
-	if err != nil {
+	if err := s.fail.get(); err != nil {
 		return 0, false, wrap(err)
 	}
-	return seq, true, nil
+	return seq, ok, nil
 }
 
-// Meta returns a copy of the named metadata blob; ok is false if it is not
-// set. A blob stored empty is returned as a non-nil empty slice.
+// Meta returns a copy of the named metadata blob as durably committed; ok
+// is false if it is not set. A blob stored empty is returned as a non-nil
+// empty slice. If a Commit writing the name is in progress, Meta waits for
+// it (or for ctx).
 func (s *Store) Meta(ctx context.Context, name string) (blob []byte, ok bool, err error) {
 	if err := checkMetaName(name); err != nil {
 		return nil, false, fmt.Errorf("storage: meta: %w", err)
@@ -135,8 +168,24 @@ func (s *Store) Meta(ctx context.Context, name string) (blob []byte, ok bool, er
 		return nil, false, fmt.Errorf("storage: meta: %w", err)
 	}
 	defer s.exit()
-	blob, ok, err = s.get(metaKey(name))
-	if err != nil {
+	for {
+		blob, ok, err = s.get(metaKey(name))
+		if err != nil {
+			return nil, false, fmt.Errorf("storage: meta: %w", err)
+		}
+		writers := s.metaWriters(name)
+		if len(writers) == 0 {
+			break
+		}
+		for _, done := range writers {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return nil, false, fmt.Errorf("storage: meta: %w", ctx.Err())
+			}
+		}
+	}
+	if err := s.fail.get(); err != nil {
 		return nil, false, fmt.Errorf("storage: meta: %w", err)
 	}
 	return blob, ok, nil

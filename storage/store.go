@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stapes-relay/stapes/relay/wire"
@@ -27,9 +28,10 @@ type Store struct {
 
 	mu         sync.Mutex // guards the fields below
 	closed     bool
-	inflight   int                 // calls between enter and exit
-	idle       *sync.Cond          // signalled when inflight drops to 0 after close
-	committing map[string]struct{} // sessions with a Commit in progress
+	inflight   int                  // calls between enter and exit
+	idle       *sync.Cond           // signalled when inflight drops to 0 after close
+	committing map[string]*inflight // session -> its Commit in progress
+	heads      map[string]uint64    // session -> durable head (a bounded cache)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -55,7 +57,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:        opts.Logger.With("component", "storage"),
 		reg:        opts.Registerer,
 		metrics:    newMetrics(),
-		committing: make(map[string]struct{}),
+		committing: make(map[string]*inflight),
+		heads:      make(map[string]uint64),
 	}
 	s.idle = sync.NewCond(&s.mu)
 	s.coll = collector{s: s}
@@ -74,6 +77,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log: s.log, fail: s.fail},
 		EventListener:      s.eventListener(),
+	}
+	// Most idempotency-key lookups miss (they are a safety net); bloom
+	// filters keep a miss from reading every overlapping table's index.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
