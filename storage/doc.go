@@ -10,6 +10,12 @@
 // package: Pebble's commit pipeline groups their WAL fsyncs. A batch is
 // atomic: after a crash it is either entirely visible or not at all.
 //
+// Pebble shows a batch to readers as soon as it is in the memtable, before
+// its fsync completes. The store does not: Head, ReadLog and LookupKey are
+// bounded by the head the session had before its Commit in progress, and
+// Meta waits for a Commit in progress that writes the name. Every read
+// reports durable data only.
+//
 // A failed WAL write or sync is not retried (after a failed fsync the kernel
 // may have dropped the dirty pages, so a later successful fsync proves
 // nothing). Instead the store enters a failed state: every later call returns

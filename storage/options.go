@@ -72,7 +72,8 @@ func (o *Options) validate(dir string) error {
 	if o.CacheSize < 0 {
 		return fmt.Errorf("%w: CacheSize %d", ErrInvalidOptions, o.CacheSize)
 	}
-	// Pebble requires memtables below 4 GiB and large enough for a block.
+	// Pebble requires memtables below 4 GiB; below 1 MiB they flush
+	// constantly.
 	if o.MemTableSize < 1<<20 || o.MemTableSize >= 4<<30 {
 		return fmt.Errorf("%w: MemTableSize %d (want 1 MiB up to 4 GiB)", ErrInvalidOptions, o.MemTableSize)
 	}
