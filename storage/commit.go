@@ -24,9 +24,11 @@ import (
 // batch, gives ErrDuplicateKey. Nothing is written on any of these errors.
 //
 // ctx is checked before the write starts; once the batch is handed to Pebble
-// Commit waits for the sync regardless of ctx. Any other error leaves the
-// outcome unknown to the caller: it is ErrFailed (the store then refuses
-// all further calls until reopened, and WAL replay on reopen decides).
+// Commit waits for the sync regardless of ctx. An error before that point
+// (validation, ctx, a failed lookup) means nothing was written. An error
+// from the write itself is ErrFailed and leaves the outcome unknown: the
+// store then refuses all further calls until it is reopened, and on reopen
+// it shows whether the batch reached the disk.
 //
 // Commit calls for one session must not overlap (ErrConcurrentCommit);
 // calls for different sessions may, and share fsyncs.
@@ -160,9 +162,10 @@ func (s *Store) checkEntries(session string, head uint64, entries []wire.LogEntr
 // Commit's contract allows.
 func (s *Store) apply(b *pebble.Batch) (err error) {
 	defer func() {
-		// After a failed WAL write Pebble may panic in a later commit. Never
-		// called again once failed, but concurrent commits can race with the
-		// failure; turn that into the failure it is.
+		// Once its WAL writer has failed, Pebble panics in a later commit
+		// (record.LogWriter error -> panic in DB.commitWrite). The store
+		// stops calling Apply once failed, but commits already under way
+		// can still get there: report it as the failure it is.
 		if r := recover(); r != nil {
 			err = s.fail.set(fmt.Errorf("pebble panicked during commit: %v", r))
 		}
