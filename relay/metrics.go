@@ -59,6 +59,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	for _, r := range []string{dropQueueFull, dropSlowConsumer} {
 		m.drops.WithLabelValues(r)
 	}
+	for _, t := range []string{"ws", "quic"} {
+		m.resumes.WithLabelValues(t)
+		m.conns.WithLabelValues(t)
+	}
 	if reg == nil {
 		return m, nil
 	}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"os/exec"
@@ -32,6 +35,8 @@ type child struct {
 	cmd  *exec.Cmd
 	addr string
 	tls  *tls.Config
+	ops  chan string // ops address, from the "relayd ready" log line
+	exit chan error
 }
 
 func startRelayd(t *testing.T, dir, keyring, addr string, extra ...string) *child {
@@ -39,14 +44,18 @@ func startRelayd(t *testing.T, dir, keyring, addr string, extra ...string) *chil
 	certFile := filepath.Join(dir, "cert.pem")
 	os.Remove(certFile)
 	args := append([]string{"--listen", addr, "--ops", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
-		"--keyring", keyring, "--self-signed-out", certFile, "--log-level", "warn"}, extra...)
+		"--keyring", keyring, "--self-signed-out", certFile, "--log-level", "info"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "RELAYD_CHILD=1")
-	cmd.Stderr = os.Stderr
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, addr: addr}
+	c := &child{cmd: cmd, addr: addr, ops: make(chan string, 1), exit: make(chan error, 1)}
+	go c.watch(stderr)
 	t.Cleanup(func() { c.kill() })
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -69,13 +78,32 @@ func startRelayd(t *testing.T, dir, keyring, addr string, extra ...string) *chil
 	return nil
 }
 
-// kill sends SIGKILL to the child by pid and reaps it.
-func (c *child) kill() {
-	if c.cmd.ProcessState != nil {
-		return
+// watch copies the child's log to the test's stderr, picks out the ops
+// address, and reaps the child when its output ends.
+func (c *child) watch(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var rec struct {
+			Msg string `json:"msg"`
+			Ops string `json:"ops"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Msg == "relayd ready" {
+			c.ops <- rec.Ops
+		}
+		if os.Getenv("STAPES_TEST_LOG") != "" {
+			fmt.Fprintf(os.Stderr, "relayd: %s\n", line)
+		}
 	}
-	c.cmd.Process.Kill()
-	c.cmd.Wait()
+	c.exit <- c.cmd.Wait()
+}
+
+// kill sends SIGKILL to the child by pid and waits until it is gone.
+func (c *child) kill() {
+	if c.cmd.Process.Kill() == nil {
+		<-c.exit
+		c.exit <- nil
+	}
 }
 
 func randDuration(min, max time.Duration) time.Duration {
