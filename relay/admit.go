@@ -82,7 +82,7 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 	w := &wire.Frame{
 		Type: wire.TypeWelcome, Version: v, Session: claims.Session, Epoch: sess.epoch,
 		HeadSeq: sess.committedHead(), MaxFrame: uint64(s.cfg.MaxFrame), ConnID: c.id,
-		Role: role, PingMillis: uint64(s.cfg.PingInterval.Milliseconds()),
+		Role: role, Sender: claims.Subject, PingMillis: uint64(s.cfg.PingInterval.Milliseconds()),
 	}
 	if c.dev != nil {
 		c.dev.mu.Lock()

@@ -107,6 +107,7 @@ func TestRejectedSends(t *testing.T) {
 		{"out of range", cl, wire.Frame{Type: wire.TypeSend, ClientID: "o", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(0, wire.Param{Name: "g", Value: 5000})}, wire.CodeLimit},
 		{"ack unknown seq", pt, wire.Frame{Type: wire.TypeAck, Seq: 42, Stage: wire.StageReceived}, wire.CodeUnknownSeq},
 		{"ack bad stage", pt, wire.Frame{Type: wire.TypeAck, Seq: 1, Stage: 9}, wire.CodeBadPayload},
+		{"payload too large for a DELIVER", cl, wire.Frame{Type: wire.TypeSend, ClientID: "big", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: make([]byte, wire.DefaultMaxFrame-100)}, wire.CodeTooLarge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,5 +125,16 @@ func TestRejectedSends(t *testing.T) {
 	}
 	if d := pt.Expect(wire.TypeDeliver); d.ClientID != "ok" {
 		t.Fatalf("delivered %q", d.ClientID)
+	}
+	// Only the patient's app may ack a config command applied.
+	ob := relaytest.Dial(t, r, "ws")
+	ob.Hello(r.Token(t, token.Claims{Subject: "o1", Role: "observer", Session: "rej", Device: "HA-1", Model: "m1"}), false, 0)
+	ob.Expect(wire.TypeDeliver)
+	cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "cfg", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(0, wire.Param{Name: "g", Value: 1})})
+	cl.Expect(wire.TypePersisted)
+	d := ob.Expect(wire.TypeDeliver)
+	ob.Send(&wire.Frame{Type: wire.TypeAck, Seq: d.Seq, Stage: wire.StageApplied})
+	if e := ob.Expect(wire.TypeError); e.Code != wire.CodeForbidden || e.RefSeq != d.Seq {
+		t.Fatalf("observer applied ack: %v ref %d, want forbidden ref %d", e.Code, e.RefSeq, d.Seq)
 	}
 }

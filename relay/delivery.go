@@ -16,6 +16,10 @@ func (c *conn) send(ctx context.Context, f *wire.Frame) *protoError {
 	if c.role == wire.RoleObserver {
 		return rejectf(wire.CodeForbidden, f.ClientID, "observers may not send")
 	}
+	if len(f.Payload) > c.srv.maxPayload() {
+		// The DELIVER adds seq, sender and role; it must fit max_frame too.
+		return rejectf(wire.CodeTooLarge, f.ClientID, "payload over %d bytes", c.srv.maxPayload())
+	}
 	if !f.Durable() {
 		if f.Kind == wire.KindConfig {
 			return rejectf(wire.CodeBadPayload, f.ClientID, "config commands must be durable")
@@ -120,15 +124,19 @@ func persisted(clientID string, seq uint64) []byte {
 // RECEIPT entry that every participant receives.
 func (c *conn) ack(ctx context.Context, f *wire.Frame) *protoError {
 	if f.Stage < wire.StageReceived || f.Stage > wire.StageRejected {
-		return &protoError{code: wire.CodeBadPayload, msg: "unknown ack stage"}
+		return &protoError{code: wire.CodeBadPayload, msg: "unknown ack stage", seq: f.Seq}
 	}
 	s := c.sess
 	target, ok, err := s.entryAt(ctx, f.Seq)
 	if err != nil {
-		return &protoError{code: wire.CodeUnavailable, msg: "storage unavailable; retry"}
+		return &protoError{code: wire.CodeUnavailable, msg: "storage unavailable; retry", seq: f.Seq}
 	}
 	if !ok || target.typ != wire.TypeDeliver || target.sender == c.claims.Subject {
-		return &protoError{code: wire.CodeUnknownSeq, msg: "ACK for seq " + strconv.FormatUint(f.Seq, 10) + " that was not delivered to you"}
+		return &protoError{code: wire.CodeUnknownSeq, msg: "ACK for seq " + strconv.FormatUint(f.Seq, 10) + " that was not delivered to you", seq: f.Seq}
+	}
+	if target.kind == wire.KindConfig && f.Stage.Final() && c.role != wire.RolePatient {
+		// Only the phone app at the hearing aid can say a config was applied.
+		return &protoError{code: wire.CodeForbidden, msg: "only the patient's app acks config applied or rejected", seq: f.Seq}
 	}
 	key := "f/" + strconv.FormatUint(f.Seq, 10)
 	if !f.Stage.Final() {
@@ -137,13 +145,13 @@ func (c *conn) ack(ctx context.Context, f *wire.Frame) *protoError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failed != nil {
-		return &protoError{code: wire.CodeUnavailable, msg: "session unavailable; retry"}
+		return &protoError{code: wire.CodeUnavailable, msg: "session unavailable; retry", seq: f.Seq}
 	}
 	if s.inflight[key] != nil {
 		return nil
 	}
 	if _, dup, err := s.srv.cfg.Store.LookupKey(ctx, s.id, key); err != nil {
-		return &protoError{code: wire.CodeUnavailable, msg: "storage unavailable; retry"}
+		return &protoError{code: wire.CodeUnavailable, msg: "storage unavailable; retry", seq: f.Seq}
 	} else if dup {
 		return nil
 	}
@@ -151,11 +159,11 @@ func (c *conn) ack(ctx context.Context, f *wire.Frame) *protoError {
 	if target.kind == wire.KindConfig && f.Stage.Final() && c.dev != nil {
 		tf, err := wire.Decode(target.frame, 1<<30)
 		if err != nil {
-			return &protoError{code: wire.CodeUnavailable, msg: "stored command unreadable"}
+			return &protoError{code: wire.CodeUnavailable, msg: "stored command unreadable", seq: f.Seq}
 		}
 		cmd, err := wire.DecodeConfig(tf.Payload)
 		if err != nil {
-			return &protoError{code: wire.CodeUnavailable, msg: "stored command unreadable"}
+			return &protoError{code: wire.CodeUnavailable, msg: "stored command unreadable", seq: f.Seq}
 		}
 		d := c.dev
 		d.mu.Lock()

@@ -31,7 +31,9 @@ func deviceKey(tenant, serial string) string { return "device/" + tenant + "/" +
 // blob to commit with the command. Caller holds d.mu.
 func (d *device) accept(cmd *wire.Config, lim *ModelLimits, ref string) ([]byte, *protoError) {
 	if cmd.BaseVersion != d.head {
-		return nil, rejectf(wire.CodeConflict, ref, "stale base version %d, device head is %d", cmd.BaseVersion, d.head)
+		e := rejectf(wire.CodeConflict, ref, "stale base version %d, device head is %d", cmd.BaseVersion, d.head)
+		e.cfgV = d.head
+		return nil, e
 	}
 	if len(cmd.Params) == 0 {
 		return nil, rejectf(wire.CodeBadPayload, ref, "config command has no parameters")
@@ -147,8 +149,9 @@ func (l *ModelLimits) check(p wire.Param, head map[string]int64) string {
 		}
 		return fmt.Sprintf("parameter %q is not allowed for this model", p.Name)
 	}
+	// Reasons name the parameter and the limit, never the requested value.
 	if p.Value < pl.Min || p.Value > pl.Max {
-		return fmt.Sprintf("parameter %q value %d outside [%d, %d]", p.Name, p.Value, pl.Min, pl.Max)
+		return fmt.Sprintf("parameter %q outside the model's range [%d, %d]", p.Name, pl.Min, pl.Max)
 	}
 	if cur, known := head[p.Name]; known && pl.MaxStep > 0 {
 		step := p.Value - cur
@@ -156,7 +159,7 @@ func (l *ModelLimits) check(p wire.Param, head map[string]int64) string {
 			step = -step
 		}
 		if step > pl.MaxStep {
-			return fmt.Sprintf("parameter %q step %d exceeds %d", p.Name, step, pl.MaxStep)
+			return fmt.Sprintf("parameter %q changes by more than the model's largest step %d", p.Name, pl.MaxStep)
 		}
 	}
 	return ""

@@ -21,6 +21,8 @@ type protoError struct {
 	msg   string
 	fatal bool
 	ref   string // client id of the SEND it is about
+	seq   uint64 // seq of the ACK it is about
+	cfgV  uint64 // device head version, on conflict
 }
 
 func (e *protoError) Error() string {
@@ -38,6 +40,6 @@ func rejectf(code wire.Code, ref, format string, args ...any) *protoError {
 func (e *protoError) frame() []byte {
 	return wire.Encode(&wire.Frame{
 		Type: wire.TypeError, Code: e.code, Message: e.msg,
-		RefClientID: e.ref, Fatal: e.fatal,
+		RefClientID: e.ref, RefSeq: e.seq, ConfigVersion: e.cfgV, Fatal: e.fatal,
 	})
 }

@@ -62,7 +62,7 @@ func TestConfigFlowAcrossTransports(t *testing.T) {
 	// Stale base: conflict, not delivered.
 	cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "m2", Kind: wire.KindConfig, Flags: wire.FlagDurable,
 		Payload: configPayload(0, wire.Param{Name: "gain.l.2k", Value: 40})})
-	if e := cl.Expect(wire.TypeError); e.Code != wire.CodeConflict || e.RefClientID != "m2" || e.Fatal {
+	if e := cl.Expect(wire.TypeError); e.Code != wire.CodeConflict || e.RefClientID != "m2" || e.Fatal || e.ConfigVersion != 1 {
 		t.Fatalf("error = %+v", e)
 	}
 	// Step too large: limit.

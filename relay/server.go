@@ -64,6 +64,12 @@ func (s *Server) nextConnID() string {
 	return fmt.Sprintf("%s-%d", s.connPfx, s.connSeq.Add(1))
 }
 
+// maxPayload is the largest SEND payload: max_frame less room for the
+// fields a DELIVER adds (seq, sender, role, flags) and the SEND carries.
+func (s *Server) maxPayload() int { return s.cfg.MaxFrame - deliverOverhead }
+
+const deliverOverhead = 512
+
 func (s *Server) tickEvery() time.Duration {
 	return max(min(s.cfg.PingInterval, s.cfg.HelloTimeout)/4, 10*time.Millisecond)
 }

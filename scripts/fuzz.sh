@@ -10,7 +10,7 @@ while IFS= read -r file; do
 	dir=$(dirname "$file")
 	for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/'); do
 		echo "fuzz: ./$dir $target ($FUZZTIME)"
-		if ! $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "./$dir" > /tmp/stapes-fuzz.log 2>&1; then
+		if ! $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s "./$dir" > /tmp/stapes-fuzz.log 2>&1; then
 			cat /tmp/stapes-fuzz.log
 			status=1
 		fi

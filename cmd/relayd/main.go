@@ -53,7 +53,16 @@ func serve(o *options, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st, err := storage.Open(o.dataDir, storage.Options{Logger: log, Registerer: reg})
+	// A store that failed (a WAL write or sync error) cannot acknowledge
+	// anything any more: stop, and let the supervisor restart relayd, which
+	// recovers from what is durable.
+	storeFailed := make(chan error, 1)
+	st, err := storage.Open(o.dataDir, storage.Options{Logger: log, Registerer: reg, OnFatal: func(err error) {
+		select {
+		case storeFailed <- err:
+		default:
+		}
+	}})
 	if err != nil {
 		return fmt.Errorf("opening store in --data %s: %w", o.dataDir, err)
 	}
@@ -100,6 +109,10 @@ func serve(o *options, log *slog.Logger) error {
 	case err := <-served:
 		srv.Close()
 		return err
+	case err := <-storeFailed:
+		srv.Close()
+		<-served
+		return fmt.Errorf("store failed, stopping so a restart recovers from durable state: %w", err)
 	case sig := <-sigs:
 		log.Info("draining", "signal", sig.String(), "timeout", o.drainTimeout)
 	}
