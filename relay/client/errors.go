@@ -38,7 +38,9 @@ type Error struct {
 	Message  string // the relay's text; it never carries patient data
 	ClientID string
 	RefSeq   uint64
-	Fatal    bool // the relay closes the connection after it
+	// ConfigVersion is the device's head config version, on conflict.
+	ConfigVersion uint64
+	Fatal         bool // the relay closes the connection after it
 }
 
 func (e *Error) Error() string {
@@ -75,5 +77,5 @@ func permanent(err error) bool {
 }
 
 func errorFromFrame(f *wire.Frame) *Error {
-	return &Error{Code: f.Code, Message: f.Message, ClientID: f.RefClientID, RefSeq: f.RefSeq, Fatal: f.Fatal}
+	return &Error{Code: f.Code, Message: f.Message, ClientID: f.RefClientID, RefSeq: f.RefSeq, ConfigVersion: f.ConfigVersion, Fatal: f.Fatal}
 }
