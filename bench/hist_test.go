@@ -103,7 +103,7 @@ func TestHistogramEdges(t *testing.T) {
 	if got := h.Quantile(0.5); got != 0 {
 		t.Errorf("empty quantile: got %v, want 0", got)
 	}
-	h.RecordValue(-5)             // counts as 0
+	h.RecordValue(-5)            // counts as 0
 	h.RecordValue(math.MaxInt64) // clamped bucket, exact max
 	if got := h.Quantile(0.5); got != 0 {
 		t.Errorf("p50: got %v, want 0", got)
