@@ -90,9 +90,10 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 		w.Config = c.dev.snapshot()
 		c.dev.mu.Unlock()
 	}
-	c.control(wire.Encode(w))
+	// Admitted before WELCOME is queued: the client may send (or, on QUIC,
+	// open its class streams) as soon as it reads WELCOME.
 	c.admitted.Store(true)
-	c.kickDurable()
+	c.control(wire.Encode(w))
 	s.log.Info("admitted", "conn", c.id, "session", claims.Session, "subject", claims.Subject,
 		"role", claims.Role, "transport", c.transport, "resume", f.Resume, "last_seq", f.LastSeq)
 	return nil

@@ -34,10 +34,11 @@ type conn struct {
 	closing atomic.Bool // a fatal ERROR is queued; writers exit after flushing control
 
 	fatalMu   sync.Mutex // guards fatalCode
-	fatalCode wire.Code  // code of the fatal ERROR, for the transport's close code
+	fatalCode wire.Code  // code of the fatal ERROR (0: none yet), for the transport's close code
 
 	admitMu  sync.Mutex // serialises HELLO handling
 	admitted atomic.Bool
+	welcomed atomic.Bool // WELCOME was written; the log may follow
 	// Set during admission, read-only afterwards (published by admitted).
 	claims token.Claims
 	role   wire.Role
@@ -104,14 +105,18 @@ func (c *conn) ephemeral(class wire.Class, b []byte) {
 
 // fail queues a fatal ERROR; writers flush the control class and stop.
 func (c *conn) fail(e *protoError) {
-	if c.closing.Swap(true) {
+	c.fatalMu.Lock()
+	defer c.fatalMu.Unlock()
+	if c.fatalCode != 0 {
 		return
 	}
-	c.fatalMu.Lock()
 	c.fatalCode = e.code
-	c.fatalMu.Unlock()
 	c.srv.met.errorsSent.WithLabelValues(e.code.String()).Inc()
-	if !c.out[wire.ClassControl].push(e.frame()) {
+	// The ERROR is queued before closing is set, so a writer that sees
+	// closing also finds the ERROR in its queue.
+	ok := c.out[wire.ClassControl].push(e.frame())
+	c.closing.Store(true)
+	if !ok {
 		c.cancel()
 		return
 	}
@@ -137,19 +142,25 @@ func (c *conn) writeLoop(ctx context.Context, classes []wire.Class, write frameW
 	}
 	var nonce uint64
 	for {
+		closing := c.closing.Load()
 		for _, cl := range classes {
 			for _, b := range c.out[cl].take() {
 				if err := c.write(ctx, cl, b, write); err != nil {
 					return err
 				}
+				if wire.Type(b[0]) == wire.TypeWelcome {
+					// Log entries go out only after WELCOME.
+					c.welcomed.Store(true)
+					wake(c.kicks[wire.ClassDurable])
+				}
 			}
-			if cl == wire.ClassDurable && c.admitted.Load() && !c.closing.Load() {
+			if cl == wire.ClassDurable && c.welcomed.Load() && !closing {
 				if err := c.writeLog(ctx, write); err != nil {
 					return err
 				}
 			}
 		}
-		if c.closing.Load() {
+		if closing {
 			if hasControl {
 				return errConnDone
 			}

@@ -146,17 +146,20 @@ func (s *simCmd) run(ctx context.Context, e *env) error {
 	return s.clin.run(ctx, cfg, out)
 }
 
-// lineWriter prints whole lines with a prefix; safe for concurrent use.
+// lineWriter prints whole lines with a prefix; safe for concurrent use,
+// also by several lineWriters on one writer (they share outMu).
 type lineWriter struct {
-	mu     sync.Mutex
 	w      io.Writer
 	prefix string
 }
 
+var outMu sync.Mutex // serialises every lineWriter's output
+
 func (l *lineWriter) printf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.w, "%s%s %s\n", l.prefix, time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	line := fmt.Sprintf("%s%s %s\n", l.prefix, time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	outMu.Lock()
+	defer outMu.Unlock()
+	io.WriteString(l.w, line)
 }
 
 // events prints connection events until the client stops.
