@@ -63,7 +63,7 @@ func writePNG(path string, img image.Image) error {
 func (p *PlotSpec) Draw() image.Image {
 	lines := make([]chart.Line, len(p.Series))
 	for i, s := range p.Series {
-		lines[i] = chart.Line{Name: s.Name, X: s.X, Y: s.Y}
+		lines[i] = chart.Line{Name: s.Name, X: s.X, Y: s.Y, Color: s.Color, Dashed: s.Dashed}
 	}
 	if p.Kind == "bars" {
 		return (&chart.Bars{Title: p.Title, YLabel: p.YLabel, LogY: p.LogY, Categories: p.Categories, Series: lines}).Draw()

@@ -83,6 +83,10 @@ type Series struct {
 	Name string `json:"name"`
 	X    Floats `json:"x,omitempty"`
 	Y    Floats `json:"y"`
+	// Color is a palette index plus one (0: by position); Dashed draws
+	// the line dashed.
+	Color  int  `json:"color,omitempty"`
+	Dashed bool `json:"dashed,omitempty"`
 }
 
 // Floats is a list of numbers whose NaNs (no data) travel as JSON null.

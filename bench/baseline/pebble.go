@@ -20,7 +20,8 @@ type Pebble struct {
 func OpenPebble(dir string) (*Pebble, error) {
 	cache := pebble.NewCache(32 << 20)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, MemTableSize: 16 << 20, FormatMajorVersion: pebble.FormatNewest})
+	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, MemTableSize: 16 << 20, FormatMajorVersion: pebble.FormatNewest,
+		Logger: quietLogger{pebble.DefaultLogger}})
 	if err != nil {
 		return nil, fmt.Errorf("baseline: pebble open: %w", err)
 	}
@@ -42,3 +43,9 @@ func (p *Pebble) Commit(writer int, seq uint64, value []byte) error {
 
 // Close closes the database.
 func (p *Pebble) Close() error { return p.db.Close() }
+
+// quietLogger drops Pebble's informational lines (they would break the
+// progress bar) and keeps its errors.
+type quietLogger struct{ pebble.Logger }
+
+func (quietLogger) Infof(string, ...any) {}

@@ -89,6 +89,18 @@ func (c canvas) line(x0, y0, x1, y1 int, col color.RGBA, w int) {
 	}
 }
 
+// dashed draws a 2-pixel line in 8-pixel dashes.
+func (c canvas) dashed(x0, y0, x1, y1 int, col color.RGBA) {
+	n := max(abs(x1-x0), abs(y1-y0))
+	if n == 0 {
+		return
+	}
+	for i := 0; i < n; i += 12 {
+		j := min(i+8, n)
+		c.line(x0+(x1-x0)*i/n, y0+(y1-y0)*i/n, x0+(x1-x0)*j/n, y0+(y1-y0)*j/n, col, 2)
+	}
+}
+
 // text draws s with its top-left corner at (x, y).
 func (c canvas) text(x, y int, s string, col color.Color) {
 	d := font.Drawer{Dst: c.RGBA, Src: &image.Uniform{col}, Face: basicfont.Face7x13,

@@ -10,6 +10,17 @@ import (
 type Line struct {
 	Name string
 	X, Y []float64
+	// Color is a Palette index plus one; 0 picks the series' position.
+	Color int
+	// Dashed draws the line dashed (e.g. p50 beside a solid p99).
+	Dashed bool
+}
+
+func (l Line) color(i int) color.RGBA {
+	if l.Color > 0 {
+		return Palette[(l.Color-1)%len(Palette)]
+	}
+	return Palette[i%len(Palette)]
 }
 
 // frame is the plot area of a chart: margins, title, axis labels, legend.
@@ -18,7 +29,7 @@ type frame struct {
 	left, top, right, bot int // plot area in pixels
 }
 
-func newFrame(w, h int, title, xlabel, ylabel string, legend []string) frame {
+func newFrame(w, h int, title, xlabel, ylabel string, legend []Line) frame {
 	if w <= 0 {
 		w = 900
 	}
@@ -27,8 +38,8 @@ func newFrame(w, h int, title, xlabel, ylabel string, legend []string) frame {
 	}
 	c := newCanvas(w, h)
 	legendW := 0
-	for _, n := range legend {
-		legendW = max(legendW, textW(n)+30)
+	for _, l := range legend {
+		legendW = max(legendW, textW(l.Name)+30)
 	}
 	f := frame{c: c, left: 78, top: 36, right: w - 20 - legendW, bot: h - 48}
 	c.text((w-textW(title))/2, 10, title, black)
@@ -38,11 +49,16 @@ func newFrame(w, h int, title, xlabel, ylabel string, legend []string) frame {
 	if ylabel != "" {
 		c.vtext(8, (f.top+f.bot-textW(ylabel))/2, ylabel, axis)
 	}
-	for i, n := range legend {
+	for i, l := range legend {
 		y := f.top + 6 + i*18
-		col := Palette[i%len(Palette)]
-		c.rect(f.right+14, y+3, f.right+28, y+11, col)
-		c.text(f.right+32, y, n, black)
+		col := l.color(i)
+		if l.Dashed {
+			c.rect(f.right+14, y+5, f.right+19, y+9, col)
+			c.rect(f.right+23, y+5, f.right+28, y+9, col)
+		} else {
+			c.rect(f.right+14, y+3, f.right+28, y+11, col)
+		}
+		c.text(f.right+32, y, l.Name, black)
 	}
 	return f
 }
@@ -83,11 +99,7 @@ type Lines struct {
 
 // Draw renders the chart.
 func (l *Lines) Draw() image.Image {
-	names := make([]string, len(l.Series))
-	for i, s := range l.Series {
-		names[i] = s.Name
-	}
-	f := newFrame(l.W, l.H, l.Title, l.XLabel, l.YLabel, names)
+	f := newFrame(l.W, l.H, l.Title, l.XLabel, l.YLabel, l.Series)
 	lo, hi := dataRange(l.Series, l.LogY)
 	ys := newScale(lo, hi, f.bot, f.top, l.LogY)
 	f.yAxis(ys)
@@ -127,7 +139,7 @@ func (l *Lines) Draw() image.Image {
 		}
 	}
 	for i, s := range l.Series {
-		col := Palette[i%len(Palette)]
+		col := s.color(i)
 		px, py := -1, -1
 		for j, y := range s.Y {
 			if math.IsNaN(y) || (l.LogY && y <= 0) {
@@ -140,7 +152,11 @@ func (l *Lines) Draw() image.Image {
 			}
 			cx, cy := xs.px(x), ys.px(y)
 			if px >= 0 {
-				f.c.line(px, py, cx, cy, col, 2)
+				if s.Dashed {
+					f.c.dashed(px, py, cx, cy, col)
+				} else {
+					f.c.line(px, py, cx, cy, col, 2)
+				}
 			}
 			f.c.rect(cx-3, cy-3, cx+4, cy+4, col)
 			px, py = cx, cy
@@ -160,14 +176,11 @@ type Bars struct {
 
 // Draw renders the chart, each bar labelled with its value.
 func (b *Bars) Draw() image.Image {
-	names := make([]string, len(b.Series))
-	for i, s := range b.Series {
-		names[i] = s.Name
+	legend := b.Series
+	if len(legend) == 1 {
+		legend = nil
 	}
-	if len(names) == 1 {
-		names = nil
-	}
-	f := newFrame(b.W, b.H, b.Title, "", b.YLabel, names)
+	f := newFrame(b.W, b.H, b.Title, "", b.YLabel, legend)
 	lo, hi := dataRange(b.Series, b.LogY)
 	ys := newScale(lo, hi, f.bot, f.top, b.LogY)
 	f.yAxis(ys)
@@ -188,7 +201,7 @@ func (b *Bars) Draw() image.Image {
 			if ci >= len(s.Y) || math.IsNaN(s.Y[ci]) {
 				continue
 			}
-			col := Palette[si%len(Palette)]
+			col := s.color(si)
 			x0 := gx + si*barW
 			y := ys.px(s.Y[ci])
 			f.c.rect(x0+1, y, x0+barW-1, base, col)

@@ -49,8 +49,9 @@ func handshake(nc net.Conn, addr, path, subprotocol string, first []byte) ([]byt
 		req += "Sec-WebSocket-Protocol: " + subprotocol + "\r\n"
 	}
 	req += "\r\n"
-	msg := append([]byte(req), maskedFrame(first)...)
-	if _, err := nc.Write(msg); err != nil {
+	// The first message goes only after the 101: gorilla/websocket refuses
+	// a client that sends before the handshake is complete.
+	if _, err := nc.Write([]byte(req)); err != nil {
 		return nil, fmt.Errorf("relayconn: idle handshake: %w", err)
 	}
 	br := bufio.NewReaderSize(nc, 1024)
@@ -69,6 +70,9 @@ func handshake(nc net.Conn, addr, path, subprotocol string, first []byte) ([]byt
 		if line == "\r\n" {
 			break
 		}
+	}
+	if _, err := nc.Write(maskedFrame(first)); err != nil {
+		return nil, fmt.Errorf("relayconn: idle send: %w", err)
 	}
 	return readMessage(br)
 }

@@ -237,10 +237,10 @@ func durablePlots(res *bench.ScenarioResult, sessions []int) {
 		Kind: "lines-logx", XLabel: "concurrent writers (sessions)", YLabel: "commits/s"}
 	p99 := &bench.PlotSpec{File: res.Name + "-p99.png", Title: res.Name + ": commit latency p50 and p99 by concurrency",
 		Kind: "lines-logx", XLabel: "concurrent writers (sessions)", YLabel: "latency, us (log)", LogY: true}
-	for _, sys := range systems {
+	for i, sys := range systems {
 		t := bench.Series{Name: sys.name}
-		l99 := bench.Series{Name: sys.name + " p99"}
-		l50 := bench.Series{Name: sys.name + " p50"}
+		l99 := bench.Series{Name: sys.name + " p99", Color: i + 1}
+		l50 := bench.Series{Name: sys.name + " p50", Color: i + 1, Dashed: true}
 		for _, n := range sessions {
 			run := res.Run(sys.id + "-" + strconv.Itoa(n))
 			if run == nil {
