@@ -33,6 +33,8 @@ type Conn struct {
 	closed chan struct{}
 
 	closeOnce sync.Once
+	gateMu    sync.Mutex
+	paused    [wire.NumClasses]chan struct{}
 
 	Receipts []wire.Frame // collected by tests that need them
 }
@@ -132,6 +134,7 @@ func (c *Conn) openStream(cl wire.Class) error {
 		defer c.wg.Done()
 		br := bufio.NewReader(st)
 		for {
+			c.gate(cl)
 			b, err := wire.ReadFrame(br, 1<<20)
 			if err != nil {
 				if cl == wire.ClassControl {
@@ -150,6 +153,39 @@ func (c *Conn) openStream(cl wire.Class) error {
 		}
 	}()
 	return nil
+}
+
+// PauseReads stops reading the QUIC stream of class cl (after the frame
+// being read), so the relay's writes to it back up under flow control, as
+// with a slow or stalled peer. ResumeReads undoes it.
+func (c *Conn) PauseReads(cl wire.Class) {
+	c.gateMu.Lock()
+	defer c.gateMu.Unlock()
+	if c.paused[cl] == nil {
+		c.paused[cl] = make(chan struct{})
+	}
+}
+
+// ResumeReads resumes reading a paused stream.
+func (c *Conn) ResumeReads(cl wire.Class) {
+	c.gateMu.Lock()
+	defer c.gateMu.Unlock()
+	if c.paused[cl] != nil {
+		close(c.paused[cl])
+		c.paused[cl] = nil
+	}
+}
+
+func (c *Conn) gate(cl wire.Class) {
+	c.gateMu.Lock()
+	ch := c.paused[cl]
+	c.gateMu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-c.closed:
+		}
+	}
 }
 
 // openClasses opens the durable, telemetry and signal streams (QUIC).
