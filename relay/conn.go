@@ -27,10 +27,14 @@ type conn struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	started   time.Time
-	lastRead  atomic.Int64 // unix nanos of the last frame read
+	lastRead  atomic.Int64  // unix nanos of the last frame read
+	nonce     atomic.Uint64 // last PING nonce
 
-	out     [wire.NumClasses]*lane
-	kicks   [wire.NumClasses]chan struct{}
+	out   [wire.NumClasses]*lane
+	kicks [wire.NumClasses]chan struct{} // wake the writer of each class (writeLoop)
+	// onWake, when set, replaces kicks: the transport starts a writer on
+	// demand (the polled WebSocket adapter).
+	onWake  func()
 	closing atomic.Bool // a fatal ERROR is queued; writers exit after flushing control
 
 	fatalMu   sync.Mutex // guards fatalCode
@@ -70,12 +74,21 @@ func (s *Server) newConn(transport string, shared bool) *conn {
 		if wire.Class(i) == wire.ClassControl || wire.Class(i) == wire.ClassDurable {
 			depth = s.cfg.ReplyQueue
 		}
-		c.out[i] = newLane(depth, k)
+		c.out[i] = newLane(depth)
 	}
 	return c
 }
 
-func (c *conn) kickDurable() { wake(c.kicks[wire.ClassDurable]) }
+func (c *conn) kickDurable() { c.wake(wire.ClassDurable) }
+
+// wake tells the writer of class cl that there is something to write.
+func (c *conn) wake(cl wire.Class) {
+	if c.onWake != nil {
+		c.onWake()
+		return
+	}
+	wake(c.kicks[cl])
+}
 
 // control queues a control frame; a full control queue means the peer does
 // not read, and it is disconnected.
@@ -93,14 +106,18 @@ func (c *conn) push(class wire.Class, b []byte) {
 		c.srv.met.drop(dropSlowConsumer)
 		c.srv.log.Warn("closing slow consumer", "conn", c.id, "class", class.String())
 		c.cancel()
+		return
 	}
+	c.wake(class)
 }
 
 // ephemeral queues an ephemeral frame, dropping it when the queue is full.
 func (c *conn) ephemeral(class wire.Class, b []byte) {
 	if !c.out[class].push(b) {
 		c.srv.met.drop(dropQueueFull)
+		return
 	}
+	c.wake(class)
 }
 
 // fail queues a fatal ERROR; writers flush the control class and stop.
@@ -120,8 +137,8 @@ func (c *conn) fail(e *protoError) {
 		c.cancel()
 		return
 	}
-	for _, k := range c.kicks {
-		wake(k)
+	for i := range c.kicks {
+		c.wake(wire.Class(i))
 	}
 }
 
@@ -140,25 +157,10 @@ func (c *conn) writeLoop(ctx context.Context, classes []wire.Class, write frameW
 		defer t.Stop()
 		tick = t.C
 	}
-	var nonce uint64
 	for {
-		closing := c.closing.Load()
-		for _, cl := range classes {
-			for _, b := range c.out[cl].take() {
-				if err := c.write(ctx, cl, b, write); err != nil {
-					return err
-				}
-				if wire.Type(b[0]) == wire.TypeWelcome {
-					// Log entries go out only after WELCOME.
-					c.welcomed.Store(true)
-					wake(c.kicks[wire.ClassDurable])
-				}
-			}
-			if cl == wire.ClassDurable && c.welcomed.Load() && !closing {
-				if err := c.writeLog(ctx, write); err != nil {
-					return err
-				}
-			}
+		closing, err := c.flush(ctx, classes, write)
+		if err != nil {
+			return err
 		}
 		if closing {
 			if hasControl {
@@ -172,11 +174,41 @@ func (c *conn) writeLoop(ctx context.Context, classes []wire.Class, write frameW
 			return ctx.Err()
 		case <-kick:
 		case now := <-tick:
-			if e := c.keepalive(now, &nonce); e != nil {
-				c.fail(e)
+			c.tick(now)
+		}
+	}
+}
+
+// tick runs the keepalive and HELLO-timeout checks.
+func (c *conn) tick(now time.Time) {
+	if e := c.keepalive(now); e != nil {
+		c.fail(e)
+	}
+}
+
+// flush writes what is queued for the given classes, and the log after
+// the durable cursor. It reports whether a fatal ERROR was among what it
+// wrote (the connection must then close).
+func (c *conn) flush(ctx context.Context, classes []wire.Class, write frameWriter) (closing bool, err error) {
+	closing = c.closing.Load()
+	for _, cl := range classes {
+		for _, b := range c.out[cl].take() {
+			if err := c.write(ctx, cl, b, write); err != nil {
+				return closing, err
+			}
+			if wire.Type(b[0]) == wire.TypeWelcome {
+				// Log entries go out only after WELCOME.
+				c.welcomed.Store(true)
+				c.wake(wire.ClassDurable)
+			}
+		}
+		if cl == wire.ClassDurable && c.welcomed.Load() && !closing {
+			if err := c.writeLog(ctx, write); err != nil {
+				return closing, err
 			}
 		}
 	}
+	return closing, nil
 }
 
 func (c *conn) write(ctx context.Context, cl wire.Class, b []byte, write frameWriter) error {
@@ -211,14 +243,14 @@ func (c *conn) writeLog(ctx context.Context, write frameWriter) error {
 		}
 	}
 	if c.sent < head {
-		wake(c.kicks[wire.ClassDurable])
+		c.wake(wire.ClassDurable)
 	}
 	return nil
 }
 
 // keepalive pings an idle peer and closes one that stopped talking or
 // never said HELLO.
-func (c *conn) keepalive(now time.Time, nonce *uint64) *protoError {
+func (c *conn) keepalive(now time.Time) *protoError {
 	cfg := &c.srv.cfg
 	if !c.admitted.Load() {
 		if now.Sub(c.started) >= cfg.HelloTimeout {
@@ -231,8 +263,7 @@ func (c *conn) keepalive(now time.Time, nonce *uint64) *protoError {
 		return fatalf(wire.CodeTimeout, "peer silent for %v", idle.Round(time.Millisecond))
 	}
 	if idle >= cfg.PingInterval {
-		*nonce++
-		c.control(wire.Encode(&wire.Frame{Type: wire.TypePing, Nonce: *nonce}))
+		c.control(wire.Encode(&wire.Frame{Type: wire.TypePing, Nonce: c.nonce.Add(1)}))
 	}
 	return nil
 }

@@ -3,22 +3,19 @@ package relay
 import "sync"
 
 // lane is a bounded outbound queue of encoded frames for one class of a
-// connection. Its writer is woken through kick.
+// connection. Whoever pushes wakes the lane's writer (conn.wake).
 type lane struct {
-	kick chan struct{} // shared with the other lanes of the same writer
-
 	mu sync.Mutex // guards the fields below
 	q  [][]byte
 	// max bounds len(q); push beyond it fails.
 	max int
 }
 
-func newLane(max int, kick chan struct{}) *lane {
-	return &lane{max: max, kick: kick}
+func newLane(max int) *lane {
+	return &lane{max: max}
 }
 
-// push queues b and wakes the writer. It reports false when the queue is
-// full.
+// push queues b. It reports false when the queue is full.
 func (l *lane) push(b []byte) bool {
 	l.mu.Lock()
 	if len(l.q) >= l.max {
@@ -27,8 +24,14 @@ func (l *lane) push(b []byte) bool {
 	}
 	l.q = append(l.q, b)
 	l.mu.Unlock()
-	wake(l.kick)
 	return true
+}
+
+// empty reports whether nothing is queued.
+func (l *lane) empty() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.q) == 0
 }
 
 // take removes and returns everything queued.
