@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,6 +33,7 @@ func init() {
 			fs.IntVar(&c.opts.Repeat, "repeat", 3, "repeat every run `N` times; figures are min/median/max over repeats")
 			fs.IntVar(&c.opts.Conns, "conns", 10000, "idle connections per server in idle-memory")
 			fs.IntVar(&c.opts.Setups, "setups", 200, "connection setups per variant and repeat in quic-setup")
+			fs.StringVar(&c.sessions, "sessions", "1,16,64", "comma-separated concurrencies (sessions) of durable-commit and slow-relay")
 			fs.StringVar(&c.out, "out", "", "report `DIR`ectory (default bench/results/<date>)")
 			fs.StringVar(&c.relayd, "relayd", "", "relayd binary (default: next to this binary, then $PATH)")
 			fs.StringVar(&c.work, "work", "", "scratch `DIR` for data directories and server logs (default: a new temporary directory, removed afterwards)")
@@ -43,6 +45,7 @@ func init() {
 type benchCmd struct {
 	list      bool
 	scenarios string
+	sessions  string
 	opts      scenario.Options
 	out       string
 	relayd    string
@@ -69,6 +72,13 @@ func (c *benchCmd) run(ctx context.Context, e *env) error {
 	}
 	if c.opts.Duration <= 0 || c.opts.Repeat <= 0 || c.opts.Conns <= 0 || c.opts.Setups <= 0 || c.opts.Rate < 0 {
 		return usagef("--duration, --repeat, --conns and --setups must be positive, --rate not negative")
+	}
+	for _, f := range strings.Split(c.sessions, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || n > 1000 {
+			return usagef("--sessions: %q is not a count from 1 to 1000", f)
+		}
+		c.opts.Sessions = append(c.opts.Sessions, n)
 	}
 	list := scenario.Defaults()
 	if c.scenarios != "" {
