@@ -25,40 +25,57 @@ func QUICConfig() *quic.Config {
 	}
 }
 
-// Serve serves WebSocket on tcp (HTTPS when tlsConf is set, plain HTTP for
-// local development otherwise) and, when udp is not nil, QUIC on udp (TLS
-// required). mux, when not nil, receives every other HTTP path. Serve
-// returns when the server is closed; the caller owns tcp and udp.
-func (s *Server) Serve(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config, mux http.Handler) error {
+// Serve serves WebSocket on tcp (TLS when tlsConf is set, plain for local
+// development otherwise) and, when udp is not nil, QUIC on udp (TLS
+// required). WebSocket uses the polled adapter (ServeWS) where the platform
+// has epoll, else the coder/websocket Handler. Serve returns when the
+// server is closed; the caller owns tcp and udp.
+func (s *Server) Serve(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config) error {
 	if udp != nil && tlsConf == nil {
 		return fmt.Errorf("%w: QUIC needs TLS", ErrConfig)
 	}
-	h := http.NewServeMux()
-	h.Handle(WSPath, s.Handler())
-	if mux != nil {
-		h.Handle("/", mux)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	var g errgroup.Group
-	if tlsConf != nil {
-		tc := tlsConf.Clone()
-		tc.NextProtos = []string{"http/1.1"}
-		tcp = tls.NewListener(tcp, tc)
-	}
-	g.Go(func() error {
-		if err := hs.Serve(tcp); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("relay: websocket listener: %w", err)
+	var stop []func()
+	if _, err := s.poller(); err == nil {
+		var wsTLS *tls.Config
+		if tlsConf != nil {
+			wsTLS = tlsConf.Clone()
+			wsTLS.NextProtos = []string{"http/1.1"}
 		}
-		return nil
-	})
-	var ql *quic.EarlyListener
+		g.Go(func() error {
+			if err := s.ServeWS(tcp, wsTLS); !errors.Is(err, ErrClosed) {
+				return fmt.Errorf("relay: websocket listener: %w", err)
+			}
+			return nil
+		})
+		stop = append(stop, func() { tcp.Close() })
+	} else {
+		h := http.NewServeMux()
+		h.Handle(WSPath, s.Handler())
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		ln := tcp
+		if tlsConf != nil {
+			tc := tlsConf.Clone()
+			tc.NextProtos = []string{"http/1.1"}
+			ln = tls.NewListener(tcp, tc)
+		}
+		g.Go(func() error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("relay: websocket listener: %w", err)
+			}
+			return nil
+		})
+		stop = append(stop, func() { hs.Close() })
+	}
 	if udp != nil {
 		qc := tlsConf.Clone()
 		qc.NextProtos = []string{Subprotocol}
-		var err error
-		ql, err = quic.ListenEarly(udp, qc, QUICConfig())
+		ql, err := quic.ListenEarly(udp, qc, QUICConfig())
 		if err != nil {
-			hs.Close()
+			for _, f := range stop {
+				f()
+			}
+			g.Wait()
 			return fmt.Errorf("relay: quic listener: %w", err)
 		}
 		g.Go(func() error {
@@ -67,12 +84,12 @@ func (s *Server) Serve(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config
 			}
 			return nil
 		})
+		stop = append(stop, func() { ql.Close() })
 	}
 	g.Go(func() error {
 		<-s.ctx.Done()
-		hs.Close()
-		if ql != nil {
-			ql.Close()
+		for _, f := range stop {
+			f()
 		}
 		return nil
 	})

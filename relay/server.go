@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stapes-relay/stapes/relay/internal/poll"
 	"github.com/stapes-relay/stapes/relay/wire"
 )
 
@@ -24,6 +25,10 @@ type Server struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // connections and their goroutines
 	commitWG sync.WaitGroup // session committers
+
+	pollOnce sync.Once
+	poll     *poll.Poller
+	pollErr  error
 
 	draining atomic.Bool
 	closed   atomic.Bool

@@ -95,7 +95,7 @@ func serve(o *options, log *slog.Logger) error {
 	defer ops.Close()
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(tcp, udp, tlsConf, nil) }()
+	go func() { served <- srv.Serve(tcp, udp, tlsConf) }()
 	quic := "off"
 	if udp != nil {
 		quic = udp.LocalAddr().String()

@@ -115,7 +115,7 @@ func (r *Relay) start(addr string) error {
 	r.QUICURL = "quic://" + r.Addr
 	r.done = make(chan error, 1)
 	tc := &tls.Config{Certificates: []tls.Certificate{r.cert}, MinVersion: tls.VersionTLS13}
-	go func() { r.done <- srv.Serve(tcp, udp, tc, nil) }()
+	go func() { r.done <- srv.Serve(tcp, udp, tc) }()
 	r.alive = true
 	return nil
 }
