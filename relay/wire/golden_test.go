@@ -68,7 +68,7 @@ var examples = []example{
 	{name: "welcome", frame: &wire.Frame{
 		Type: wire.TypeWelcome, Version: 1, Session: "fs_7Qm2Kx", Epoch: 3, HeadSeq: 41,
 		MaxFrame: wire.DefaultMaxFrame, ConnID: "cn_5d0e", Role: wire.RoleClinician,
-		PingMillis: 15000, ConfigVersion: 17, Config: exampleSnapshot,
+		Sender: "clin_8f3a", PingMillis: 15000, ConfigVersion: 17, Config: exampleSnapshot,
 	}},
 	{name: "config-payload", config: &exampleConfig},
 	{name: "send-config", frame: &sendConfig},
@@ -89,6 +89,18 @@ var examples = []example{
 	{name: "error-conflict", frame: &wire.Frame{
 		Type: wire.TypeError, Code: wire.CodeConflict, ConfigVersion: 18,
 		Message: "stale base version 17, device head is 18", RefClientID: "cmd-1043",
+	}},
+	{name: "error-limit", frame: &wire.Frame{
+		Type: wire.TypeError, Code: wire.CodeLimit, RefClientID: "cmd-1044",
+		Message: `parameter "gain.l.2k" changes by more than the model's largest step 60`,
+	}},
+	{name: "error-forbidden-ack", frame: &wire.Frame{
+		Type: wire.TypeError, Code: wire.CodeForbidden, RefSeq: 42,
+		Message: "only the patient's app acks config applied or rejected",
+	}},
+	{name: "error-too-large", frame: &wire.Frame{
+		Type: wire.TypeError, Code: wire.CodeTooLarge, RefClientID: "chat-311",
+		Message: "payload over 65024 bytes",
 	}},
 	{name: "error-unauthorized", frame: &wire.Frame{
 		Type: wire.TypeError, Code: wire.CodeUnauthorized, Message: "token refused", Fatal: true,
