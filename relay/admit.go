@@ -50,7 +50,9 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 	}
 	v := min(maxV, wire.VersionMax)
 	if v < max(minV, wire.VersionMin) {
-		return fatalf(wire.CodeVersion, "no common protocol version: relay speaks %d..%d", wire.VersionMin, wire.VersionMax)
+		e := fatalf(wire.CodeVersion, "no common protocol version: relay speaks %d..%d", wire.VersionMin, wire.VersionMax)
+		e.minV, e.maxV = wire.VersionMin, wire.VersionMax
+		return e
 	}
 	role := roleOf(claims.Role)
 	if role == 0 || claims.Session == "" {
@@ -67,7 +69,6 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 			return fatalf(wire.CodeUnavailable, "device state unavailable; retry")
 		}
 		c.dev = d
-		c.limits = s.limitsFor(claims.Model)
 	}
 	sess, e := s.attach(ctx, c, f)
 	if e != nil {
@@ -84,11 +85,14 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 		HeadSeq: sess.committedHead(), MaxFrame: uint64(s.cfg.MaxFrame), ConnID: c.id,
 		Role: role, Sender: claims.Subject, PingMillis: uint64(s.cfg.PingInterval.Milliseconds()),
 	}
-	if c.dev != nil {
-		c.dev.mu.Lock()
-		w.ConfigVersion = c.dev.head
-		w.Config = c.dev.snapshot()
-		c.dev.mu.Unlock()
+	sess.mu.Lock()
+	d := sess.dev
+	sess.mu.Unlock()
+	if d != nil {
+		d.mu.Lock()
+		w.ConfigVersion = d.head
+		w.Config = d.snapshot()
+		d.mu.Unlock()
 	}
 	// Admitted before WELCOME is queued: the client may send (or, on QUIC,
 	// open its class streams) as soon as it reads WELCOME.

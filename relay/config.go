@@ -72,6 +72,14 @@ type Config struct {
 	TailCache int
 	// MaxConnsPerSession bounds connections attached to one session. Default 16.
 	MaxConnsPerSession int
+	// MaxConns bounds open client connections; more are closed at accept
+	// (reason max_conns). Default 100000.
+	MaxConns int
+	// AcceptRate and AcceptBurst bound new connections per second (token
+	// bucket); beyond them connections are closed at accept (reason
+	// accept_rate). Defaults 2000/s and 4000.
+	AcceptRate  int
+	AcceptBurst int
 	// DrainRedirect is sent in GOAWAY when draining ("" = reconnect here later).
 	DrainRedirect string
 	// DrainGrace is the GOAWAY after_ms: how long clients get to leave. Default 5s.
@@ -127,6 +135,15 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.MaxConnsPerSession <= 0 {
 		c.MaxConnsPerSession = 16
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 100000
+	}
+	if c.AcceptRate <= 0 {
+		c.AcceptRate = 2000
+	}
+	if c.AcceptBurst <= 0 {
+		c.AcceptBurst = 2 * c.AcceptRate
 	}
 	if c.DrainGrace <= 0 {
 		c.DrainGrace = 5 * time.Second

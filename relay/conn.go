@@ -47,9 +47,8 @@ type conn struct {
 	claims token.Claims
 	role   wire.Role
 	sess   *session
-	dev    *device
-	limits *ModelLimits
-	resume uint64 // resume position from HELLO
+	dev    *device // the device the token names, if any
+	resume uint64  // resume position from HELLO
 
 	sent uint64 // durable cursor: highest seq handed to the writer; durable writer only
 }
@@ -192,6 +191,9 @@ func (c *conn) tick(now time.Time) {
 func (c *conn) flush(ctx context.Context, classes []wire.Class, write frameWriter) (closing bool, err error) {
 	closing = c.closing.Load()
 	for _, cl := range classes {
+		if cl != wire.ClassControl && !c.welcomed.Load() && !closing {
+			continue // nothing but control frames before WELCOME
+		}
 		for _, b := range c.out[cl].take() {
 			if err := c.write(ctx, cl, b, write); err != nil {
 				return closing, err

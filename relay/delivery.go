@@ -20,6 +20,9 @@ func (c *conn) send(ctx context.Context, f *wire.Frame) *protoError {
 		// The DELIVER adds seq, sender and role; it must fit max_frame too.
 		return rejectf(wire.CodeTooLarge, f.ClientID, "payload over %d bytes", c.srv.maxPayload())
 	}
+	if f.Kind == 0 || (f.Kind > wire.KindTyping && f.Kind < 64) {
+		return rejectf(wire.CodeBadPayload, f.ClientID, "message kind %d is reserved", f.Kind)
+	}
 	if !f.Durable() {
 		if f.Kind == wire.KindConfig {
 			return rejectf(wire.CodeBadPayload, f.ClientID, "config commands must be durable")
@@ -35,7 +38,10 @@ func (c *conn) send(ctx context.Context, f *wire.Frame) *protoError {
 		if c.role != wire.RoleClinician {
 			return rejectf(wire.CodeForbidden, f.ClientID, "only clinicians send config commands")
 		}
-		if c.dev == nil {
+		c.sess.mu.Lock()
+		hasDev := c.sess.dev != nil
+		c.sess.mu.Unlock()
+		if !hasDev {
 			return rejectf(wire.CodeBadPayload, f.ClientID, "session has no device")
 		}
 		cfg, err := wire.DecodeConfig(f.Payload)
@@ -87,9 +93,9 @@ func (s *session) submitSend(ctx context.Context, c *conn, f *wire.Frame, cmd *w
 	}
 	o := &op{key: key, waiters: []*conn{c}}
 	if cmd != nil {
-		d := c.dev
+		d := s.dev
 		d.mu.Lock()
-		blob, e := d.accept(cmd, c.limits, f.ClientID)
+		blob, e := d.accept(cmd, s.limits, f.ClientID)
 		d.mu.Unlock()
 		if e != nil {
 			return e
@@ -156,7 +162,7 @@ func (c *conn) ack(ctx context.Context, f *wire.Frame) *protoError {
 		return nil
 	}
 	o := &op{key: key}
-	if target.kind == wire.KindConfig && f.Stage.Final() && c.dev != nil {
+	if target.kind == wire.KindConfig && f.Stage.Final() && s.dev != nil {
 		tf, err := wire.Decode(target.frame, 1<<30)
 		if err != nil {
 			return &protoError{code: wire.CodeUnavailable, msg: "stored command unreadable", seq: f.Seq}
@@ -165,7 +171,7 @@ func (c *conn) ack(ctx context.Context, f *wire.Frame) *protoError {
 		if err != nil {
 			return &protoError{code: wire.CodeUnavailable, msg: "stored command unreadable", seq: f.Seq}
 		}
-		d := c.dev
+		d := s.dev
 		d.mu.Lock()
 		if f.Stage == wire.StageApplied {
 			o.devBlob = d.onApplied(&cmd)

@@ -43,6 +43,15 @@ func (d *device) accept(cmd *wire.Config, lim *ModelLimits, ref string) ([]byte,
 			return nil, &protoError{code: wire.CodeLimit, msg: err, ref: ref}
 		}
 	}
+	added := 0
+	for _, p := range cmd.Params {
+		if _, ok := d.headParams[p.Name]; !ok {
+			added++
+		}
+	}
+	if len(d.headParams)+added > wire.MaxParams {
+		return nil, rejectf(wire.CodeLimit, ref, "device config would exceed %d parameters", wire.MaxParams)
+	}
 	d.head = cmd.BaseVersion + 1
 	for _, p := range cmd.Params {
 		d.headParams[p.Name] = p.Value

@@ -23,6 +23,8 @@ type protoError struct {
 	ref   string // client id of the SEND it is about
 	seq   uint64 // seq of the ACK it is about
 	cfgV  uint64 // device head version, on conflict
+	minV  uint64 // relay's protocol versions, on version
+	maxV  uint64
 }
 
 func (e *protoError) Error() string {
@@ -41,5 +43,6 @@ func (e *protoError) frame() []byte {
 	return wire.Encode(&wire.Frame{
 		Type: wire.TypeError, Code: e.code, Message: e.msg,
 		RefClientID: e.ref, RefSeq: e.seq, ConfigVersion: e.cfgV, Fatal: e.fatal,
+		MinVersion: e.minV, MaxVersion: e.maxV,
 	})
 }

@@ -11,6 +11,8 @@ import (
 const (
 	dropQueueFull    = "queue_full"    // an ephemeral frame met a full per-connection queue
 	dropSlowConsumer = "slow_consumer" // a peer let its reply queue fill and was disconnected
+	dropMaxConns     = "max_conns"     // a connection arrived at the connection cap
+	dropAcceptRate   = "accept_rate"   // a connection arrived faster than the accept rate
 )
 
 type metrics struct {
@@ -56,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "commit_errors_total", Help: "Failed durable commits."}),
 	}
-	for _, r := range []string{dropQueueFull, dropSlowConsumer} {
+	for _, r := range []string{dropQueueFull, dropSlowConsumer, dropMaxConns, dropAcceptRate} {
 		m.drops.WithLabelValues(r)
 	}
 	for _, t := range []string{"ws", "quic"} {

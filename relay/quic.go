@@ -29,6 +29,10 @@ func (s *Server) ServeQUIC(ln QUICListener) error {
 			}
 			return err
 		}
+		if !s.admitConn() {
+			qc.CloseWithError(quic.ApplicationErrorCode(wire.CodeOverloaded), wire.CodeOverloaded.String())
+			continue
+		}
 		if !s.spawn(func() { s.serveQUICConn(qc) }) {
 			qc.CloseWithError(quic.ApplicationErrorCode(wire.CodeDraining), "relay closed")
 			return ErrClosed

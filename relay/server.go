@@ -26,6 +26,8 @@ type Server struct {
 	wg       sync.WaitGroup // connections and their goroutines
 	commitWG sync.WaitGroup // session committers
 
+	accepts *acceptLimiter
+
 	pollOnce sync.Once
 	poll     *poll.Poller
 	pollErr  error
@@ -54,6 +56,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("relay", cfg.RelayID), ctx: ctx, cancel: cancel,
 		connPfx:  hex.EncodeToString(pfx[:]),
+		accepts:  newAcceptLimiter(cfg.AcceptRate, cfg.AcceptBurst),
 		sessions: map[string]*session{}, devices: map[string]*device{}, conns: map[*conn]struct{}{},
 	}
 	met, err := newMetrics(cfg.Registerer, s)
@@ -162,6 +165,14 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 	if hello.Resume && hello.LastSeq > sess.head {
 		s.retireLocked(sess)
 		return nil, fatalf(wire.CodeBadResume, "resume position %d beyond session head %d", hello.LastSeq, sess.head)
+	}
+	if c.dev != nil {
+		switch {
+		case sess.dev == nil:
+			sess.dev, sess.limits = c.dev, s.limitsFor(c.claims.Model)
+		case sess.dev != c.dev:
+			return nil, fatalf(wire.CodeForbidden, "token names another device than the session's")
+		}
 	}
 	if len(sess.conns) >= s.cfg.MaxConnsPerSession {
 		return nil, fatalf(wire.CodeOverloaded, "session has %d connections, the limit", len(sess.conns))

@@ -45,7 +45,11 @@ type session struct {
 	tenant string
 	epoch  uint64
 
-	mu         sync.Mutex // guards the fields below
+	mu sync.Mutex // guards the fields below
+	// dev is the hearing aid of the session, bound by the first token that
+	// names one; tokens naming another are refused. limits are its model's.
+	dev        *device
+	limits     *ModelLimits
 	conns      map[*conn]struct{}
 	head       uint64 // highest committed seq
 	next       uint64 // next seq to assign

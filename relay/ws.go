@@ -25,6 +25,10 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !s.admitConn() {
+		http.Error(w, "relay overloaded; retry later", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:    []string{Subprotocol},
 		OriginPatterns:  s.cfg.OriginPatterns,

@@ -61,6 +61,10 @@ func (s *Server) ServeWS(ln net.Listener, tlsConf *tls.Config) error {
 			}
 			return err
 		}
+		if !s.admitConn() {
+			nc.Close()
+			continue
+		}
 		if !s.spawn(func() { s.acceptWS(p, nc, tlsConf) }) {
 			nc.Close()
 			return ErrClosed

@@ -27,6 +27,8 @@ type options struct {
 	helloTimeout   time.Duration
 	pingInterval   time.Duration
 	ephemeralQueue int
+	maxConns       int
+	acceptRate     int
 	drainTimeout   time.Duration
 	drainGrace     time.Duration
 	drainRedirect  string
@@ -71,6 +73,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.helloTimeout, "hello-timeout", 10*time.Second, "time a new connection has to send HELLO")
 	fs.DurationVar(&o.pingInterval, "ping-interval", 15*time.Second, "keepalive interval; silent peers are closed after three")
 	fs.IntVar(&o.ephemeralQueue, "ephemeral-queue", 256, "per-connection queue depth for telemetry/signalling; full queues drop")
+	fs.IntVar(&o.maxConns, "max-conns", 100000, "most open client connections; more are closed at accept")
+	fs.IntVar(&o.acceptRate, "accept-rate", 2000, "new connections per second (burst twice that); more are closed at accept")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "longest SIGTERM drain before closing")
 	fs.DurationVar(&o.drainGrace, "drain-grace", 5*time.Second, "GOAWAY grace given to clients")
 	fs.StringVar(&o.drainRedirect, "drain-redirect", "", "URL clients are told to reconnect to when draining")

@@ -70,7 +70,7 @@ func serve(o *options, log *slog.Logger) error {
 	srv, err := relay.New(relay.Config{
 		Store: st, Auth: kr, Limits: limits, RelayID: o.relayID, Logger: log, Registerer: reg,
 		MaxFrame: o.maxFrame, HelloTimeout: o.helloTimeout, PingInterval: o.pingInterval,
-		EphemeralQueue: o.ephemeralQueue, DrainRedirect: o.drainRedirect, DrainGrace: o.drainGrace,
+		EphemeralQueue: o.ephemeralQueue, MaxConns: o.maxConns, AcceptRate: o.acceptRate, DrainRedirect: o.drainRedirect, DrainGrace: o.drainGrace,
 		OriginPatterns: o.origins, Delay: o.delay,
 	})
 	if err != nil {
