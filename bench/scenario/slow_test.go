@@ -59,7 +59,7 @@ func startInProcess(e *Env) func(ctx context.Context, spec RelaySpec) (Target, e
 			return nil, err
 		}
 		r := &inProcessRelay{srv: srv, st: st, tcp: tcp, udp: udp, done: make(chan error, 1)}
-		go func() { r.done <- srv.Serve(tcp, udp, e.ServerTLS(), nil) }()
+		go func() { r.done <- srv.Serve(tcp, udp, e.ServerTLS()) }()
 		return r, nil
 	}
 }
