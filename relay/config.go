@@ -55,6 +55,9 @@ type Config struct {
 	MaxFrame int
 	// HelloTimeout is how long a new connection may take to send HELLO. Default 10s.
 	HelloTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake and WebSocket upgrade of a
+	// new connection. Default 10s.
+	HandshakeTimeout time.Duration
 	// PingInterval is the keepalive interval; a peer silent for three
 	// intervals is closed. Default 15s.
 	PingInterval time.Duration
@@ -117,6 +120,9 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 15 * time.Second

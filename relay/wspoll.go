@@ -136,11 +136,11 @@ func (s *Server) acceptWS(p *poll.Poller, nc net.Conn, tlsConf *tls.Config) {
 		nc.Close()
 		return
 	}
-	nc.SetDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	var conn net.Conn = nc
 	if tlsConf != nil {
 		tc := tls.Server(nc, tlsConf)
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HelloTimeout)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
