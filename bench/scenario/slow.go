@@ -2,29 +2,45 @@ package scenario
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/stapes-relay/stapes/bench"
 )
 
-// compareSlowRelay adds to slow-relay's notes, check by check, whether it
-// came out worse than durable-commit in the same run.
-func compareSlowRelay(results []*bench.ScenarioResult) {
-	var normal, slow *bench.ScenarioResult
-	for _, r := range results {
-		switch r.Name {
-		case "durable-commit":
-			normal = r
-		case "slow-relay":
-			slow = r
+// normalPrefix names the normal relay's twin of a slow-relay check.
+const normalPrefix = "normal relay: "
+
+// slowChecks adds, for every check of the slowed relay ("relay-N"), its
+// twin for the normal relay ("normal-N") against the same baselines, and
+// the direct slowed/normal ratios.
+func slowChecks(res *bench.ScenarioResult, sessions []int) {
+	n := len(res.Checks)
+	for _, c := range res.Checks[:n] {
+		twin := c
+		twin.Name = normalPrefix + c.Name
+		twin.Ours = "normal-" + strings.TrimPrefix(c.Ours, "relay-")
+		res.Checks = append(res.Checks, twin)
+	}
+	for _, s := range sessions {
+		ns := strconv.Itoa(s)
+		res.Checks = append(res.Checks,
+			bench.Check{Name: "slowed vs normal relay, p50, " + ns + " session(s)", Metric: "p50_us", Ours: "relay-" + ns, Baseline: "normal-" + ns},
+			bench.Check{Name: "slowed vs normal relay, commits/s, " + ns + " session(s)", Metric: "throughput_per_s", Ours: "relay-" + ns, Baseline: "normal-" + ns})
+	}
+}
+
+// compareSlowRelay adds to slow-relay's notes, check by check, whether the
+// slowed relay came out worse than the normal one in the same repeats, and
+// returns how many of how many figures did.
+func compareSlowRelay(results []*bench.ScenarioResult) (worse, total int) {
+	for _, slow := range results {
+		if slow.Name != "slow-relay" {
+			continue
 		}
-	}
-	if normal == nil || slow == nil {
-		return
-	}
-	worse, total := 0, 0
-	for _, sc := range slow.Checks {
-		for _, nc := range normal.Checks {
-			if nc.Name != sc.Name || !sc.Value.Valid() || !nc.Value.Valid() {
+		for _, sc := range slow.Checks {
+			nc, ok := findCheck(slow, normalPrefix+sc.Name)
+			if !ok || !sc.Value.Valid() || !nc.Value.Valid() {
 				continue
 			}
 			total++
@@ -32,11 +48,25 @@ func compareSlowRelay(results []*bench.ScenarioResult) {
 			if w {
 				worse++
 			}
-			slow.Notes = append(slow.Notes, fmt.Sprintf("%s: %s with the slowed relay vs %s normally — %s",
-				sc.Name, describe(sc), describe(nc), map[bool]string{true: "worse, as it must be", false: "NOT worse"}[w]))
+			verdict := ""
+			if sc.Goal.Target != 0 {
+				verdict = fmt.Sprintf(" (verdict %s, score %.2f vs %s, %.2f)", sc.Verdict, sc.Score, nc.Verdict, nc.Score)
+			}
+			slow.Notes = append(slow.Notes, fmt.Sprintf("%s: slowed %s vs normal %s%s — %s", sc.Name, describe(sc), describe(nc),
+				verdict, map[bool]string{true: "worse, as it must be", false: "NOT worse"}[w]))
+		}
+		slow.Notes = append(slow.Notes, fmt.Sprintf("The harness saw the slowed relay as worse in %d of %d figures.", worse, total))
+	}
+	return worse, total
+}
+
+func findCheck(s *bench.ScenarioResult, name string) (bench.Check, bool) {
+	for _, c := range s.Checks {
+		if c.Name == name {
+			return c, true
 		}
 	}
-	slow.Notes = append(slow.Notes, fmt.Sprintf("The harness saw the slowed relay as worse in %d of %d comparable figures.", worse, total))
+	return bench.Check{}, false
 }
 
 // SlowerThan reports whether check a (slowed relay) is worse than b (the

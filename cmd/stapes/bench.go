@@ -137,6 +137,9 @@ func (c *benchCmd) run(ctx context.Context, e *env) error {
 			"setups":           fmt.Sprint(opts.Setups),
 		},
 	}
+	if rev := gitRevision(); rev != "" {
+		rep.Settings["source"] = rev
+	}
 	if runErr != nil {
 		rep.Settings["interrupted"] = runErr.Error()
 	}
@@ -179,6 +182,20 @@ func isTerminal(w any) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// gitRevision describes the checkout the binaries were presumably built
+// from ("" outside a git work tree).
+func gitRevision() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		rev += " with uncommitted changes in the work tree"
+	}
+	return rev
 }
 
 func commandLine() string {
