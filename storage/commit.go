@@ -79,9 +79,14 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 		return "", nil
 	}
 
-	b := s.db.NewBatchWithSize(batchSize(session, entries, meta))
+	b := s.db.NewBatchWithSize(batchSize(session, entries, meta) + len(entries)*(1+hashLen) + 32)
+	if len(entries) > 0 {
+		pos := s.assignOutbox()
+		defer s.outboxDone(pos)
+		_ = b.Set(outboxKey(pos), outboxRecord(session, entries[0].Seq, entries[len(entries)-1].Seq), nil)
+	}
 	for _, e := range entries {
-		_ = b.Set(logKey(session, e.Seq), e.Frame, nil)
+		_ = b.Set(logKey(session, e.Seq), logValue(e.Frame, e.Hash), nil)
 		if e.Key != "" {
 			_ = b.Set(idemKey(session, e.Key), encodeSeq(e.Seq), nil)
 		}

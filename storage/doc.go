@@ -32,9 +32,15 @@
 //
 //	sess          = len:u8 session[len]
 //	l/ sess seq:u64be  -> frame             session log, ascending by seq
+//	                      or C1 hash[32] frame   (entry with an audit-chain hash)
 //	k/ sess key        -> seq:u64be         idempotency key -> committed seq
 //	h/ sess            -> seq:u64be         session head (highest committed seq)
 //	m/ name            -> blob              metadata (name: 1..1024 bytes)
+//	x/ pos:u64be       -> sess first:u64be last:u64be   sync outbox (outbox.go)
+//	y/outbox-acked     -> pos:u64be         last position shipped downstream
+//
+// Every Commit with entries writes one outbox record in the same batch, so
+// the outbox is exactly as durable as the log it points into.
 //
 // Head is one point lookup of h/. The log of a session is the contiguous key
 // range l/ sess 00..00 through l/ sess ff..ff, so ReadLog is one bounded

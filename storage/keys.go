@@ -19,6 +19,8 @@ const (
 	kindIdem byte = 'k'
 	kindHead byte = 'h'
 	kindMeta byte = 'm'
+	// kindOutbox keys are 'x' '/' pos:u64be; the outbox cursor is a 'y' key.
+	kindOutbox byte = 'x'
 )
 
 const seqLen = 8

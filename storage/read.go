@@ -56,6 +56,10 @@ const readCheckEvery = 64
 // (limit <= 0: no limit). frame is only valid during the call. An error
 // from fn stops the read and is returned unwrapped. fn must not call Close.
 func (s *Store) ReadLog(ctx context.Context, session string, after, upto uint64, limit int, fn func(seq uint64, frame []byte) error) error {
+	return s.readLog(ctx, session, after, upto, limit, func(seq uint64, _, frame []byte) error { return fn(seq, frame) })
+}
+
+func (s *Store) readLog(ctx context.Context, session string, after, upto uint64, limit int, fn func(seq uint64, hash, frame []byte) error) error {
 	if err := checkSession(session); err != nil {
 		return fmt.Errorf("storage: read log: %w", err)
 	}
@@ -102,12 +106,13 @@ func (s *Store) ReadLog(ctx context.Context, session string, after, upto uint64,
 		if seq > upto {
 			break
 		}
-		frame, err := it.ValueAndErr()
+		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
 			return wrap(fmt.Errorf("seq %d: %w", seq, err))
 		}
-		if err := fn(seq, frame); err != nil {
+		hash, frame := splitChain(v)
+		if err := fn(seq, hash, frame); err != nil {
 			_ = it.Close()
 			return err
 		}

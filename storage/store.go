@@ -35,6 +35,11 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	outMu       sync.Mutex // guards the outbox fields below
+	outNext     uint64     // next outbox position
+	outAcked    uint64     // last acknowledged position
+	outInflight map[uint64]struct{}
 }
 
 // Store implements relay.Store (declared in package relay, which storage
@@ -54,11 +59,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		log:        opts.Logger.With("component", "storage"),
-		reg:        opts.Registerer,
-		metrics:    newMetrics(),
-		committing: make(map[string]*inflight),
-		heads:      make(map[string]uint64),
+		log:         opts.Logger.With("component", "storage"),
+		reg:         opts.Registerer,
+		metrics:     newMetrics(),
+		committing:  make(map[string]*inflight),
+		heads:       make(map[string]uint64),
+		outInflight: make(map[uint64]struct{}),
 	}
 	s.idle = sync.NewCond(&s.mu)
 	s.coll = collector{s: s}
@@ -91,6 +97,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.fail.get(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("storage: open: %w", err)
+	}
+	if err := s.loadOutbox(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: open: outbox: %w", err)
 	}
 	if s.reg != nil {
 		if err := s.reg.Register(s.coll); err != nil {

@@ -8,4 +8,7 @@ type LogEntry struct {
 	Seq   uint64
 	Key   string
 	Frame []byte
+	// Hash is the entry's audit-chain hash (32 bytes, see package audit),
+	// or nil when the writer keeps no chain.
+	Hash []byte
 }
