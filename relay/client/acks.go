@@ -9,7 +9,8 @@ type ackKey struct {
 	stage wire.Stage
 }
 
-// pendingAck is an ACK not yet confirmed by a RECEIPT from this client.
+// pendingAck is an ACK not yet confirmed by a RECEIPT from this client's
+// subject.
 type pendingAck struct {
 	ackKey
 	reason string
@@ -25,7 +26,8 @@ type pendingAck struct {
 const maxFinals = 4096
 
 // ackBook keeps acks until the relay confirms them with a RECEIPT from this
-// client for the same ref_seq and stage; unconfirmed acks are written again
+// client's subject for the same ref_seq and stage (or, for a final stage,
+// any final RECEIPT for ref_seq); unconfirmed acks are written again
 // on every connection (the relay ignores a stage it already recorded). It is
 // not safe for concurrent use; the Client guards it.
 type ackBook struct {
@@ -112,8 +114,9 @@ func (b *ackBook) next(gen uint64) *pendingAck {
 }
 
 // confirm ends the ack for seq and stage, seen back as a RECEIPT from this
-// client. A final stage also ends any other final ack for seq: the relay
-// ignores a second final stage and would never confirm it.
+// client's subject, or a final stage of seq from anyone. A final stage also
+// ends any other final ack for seq: the relay ignores a second final stage
+// and would never confirm it.
 func (b *ackBook) confirm(seq uint64, stage wire.Stage) {
 	if b.byKey == nil {
 		return

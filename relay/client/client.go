@@ -201,7 +201,15 @@ func (c *Client) supervise() {
 		if ga, ok := errors.AsType[*goawayError](err); ok && ga.redirect != "" {
 			c.log.Info("client moving", "transport", transport, "reason", ga.code.String())
 			redirect = ga.redirect
-			continue
+			if attempt == 0 {
+				// Go at once. A GOAWAY before WELCOME counts as a failed
+				// attempt, so relays that keep turning the client away
+				// before admitting it are retried with backoff.
+				if cn == nil {
+					attempt++
+				}
+				continue
+			}
 		}
 		d := c.bo.delay(attempt)
 		attempt++

@@ -80,6 +80,11 @@ func (c *Client) handshake(ctx context.Context, t transport, url string, tok []b
 	if err != nil {
 		return nil, err
 	}
+	if f.Type == wire.TypeGoaway {
+		// A draining relay turned the connection away before admitting
+		// it: nothing was sent on it but HELLO, so leave at once.
+		return nil, c.goaway(t.name(), url, &f)
+	}
 	cn := &conn{t: t, url: url, welcome: welcomeOf(&f, t.name(), url, &hello), limit: readLimit(int(f.MaxFrame))}
 	w := &cn.welcome
 	if w.Version < wire.VersionMin || w.Version > wire.VersionMax {
@@ -121,7 +126,12 @@ func (c *Client) handshake(ctx context.Context, t transport, url string, tok []b
 	return cn, nil
 }
 
-// readWelcome reads until WELCOME, skipping unknown frame types.
+// readWelcome reads until WELCOME or GOAWAY, which it returns. Before
+// WELCOME the relay sends nothing but control frames: a fatal ERROR
+// (returned as *Error), GOAWAY when it starts draining before it admitted
+// the connection, PING or PONG (skipped: PINGs are answered once
+// admitted, and the relay pings only then anyway). Unknown frame types
+// are skipped; anything else is ErrProtocol.
 func readWelcome(ctx context.Context, t transport) (wire.Frame, error) {
 	for {
 		b, err := t.read(ctx)
@@ -134,12 +144,12 @@ func readWelcome(ctx context.Context, t transport) (wire.Frame, error) {
 			continue
 		case err != nil:
 			return f, fmt.Errorf("%w: %w", ErrProtocol, err)
-		case f.Type == wire.TypeWelcome:
+		case f.Type == wire.TypeWelcome, f.Type == wire.TypeGoaway:
 			return f, nil
 		case f.Type == wire.TypeError:
 			return f, errorFromFrame(&f)
-		case f.Type == wire.TypePing:
-			continue // answered once admitted; the relay pings only then anyway
+		case f.Type == wire.TypePing, f.Type == wire.TypePong:
+			continue
 		default:
 			return f, fmt.Errorf("%w: %v before WELCOME", ErrProtocol, f.Type)
 		}
@@ -150,7 +160,7 @@ func welcomeOf(f *wire.Frame, transport, url string, hello *wire.Frame) Welcome 
 	w := Welcome{
 		Transport: transport, URL: url, Version: f.Version, Session: f.Session,
 		Epoch: f.Epoch, HeadSeq: f.HeadSeq, Resumed: hello.Resume, ResumedFrom: hello.LastSeq,
-		MaxFrame: int(f.MaxFrame), ConnID: f.ConnID, Role: f.Role,
+		MaxFrame: int(f.MaxFrame), ConnID: f.ConnID, Role: f.Role, Subject: f.Sender,
 		Ping: time.Duration(f.PingMillis) * time.Millisecond, ConfigVersion: f.ConfigVersion,
 	}
 	if w.MaxFrame <= 0 {

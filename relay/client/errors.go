@@ -15,7 +15,7 @@ var (
 	ErrTooManyPending  = errors.New("client: too many pending sends")
 	ErrNotConnected    = errors.New("client: not connected")
 	ErrQueueFull       = errors.New("client: ephemeral queue full")
-	ErrTooLarge        = errors.New("client: frame too large")
+	ErrTooLarge        = errors.New("client: message too large")
 	ErrBadID           = errors.New("client: invalid client id")
 	ErrDuplicateID     = errors.New("client: client id already pending")
 	ErrMustBeDurable   = errors.New("client: config messages must be durable")
@@ -32,21 +32,30 @@ var (
 )
 
 // Error is an ERROR frame received from the relay. ClientID is set when the
-// error is about one SEND; RefSeq when it is about one ACK.
+// error is about one SEND; RefSeq when it is about one ACK. Use errors.As
+// to reach it.
 type Error struct {
 	Code     wire.Code
 	Message  string // the relay's text; it never carries patient data
 	ClientID string
 	RefSeq   uint64
-	// ConfigVersion is the device's head config version, on conflict.
+	// ConfigVersion is the device's head config version, with
+	// wire.CodeConflict: the base version to rebase the refused command
+	// on. 0 when the head is 0 (the relay then omits it).
 	ConfigVersion uint64
-	Fatal         bool // the relay closes the connection after it
+	// MinVersion and MaxVersion are the protocol versions the relay
+	// speaks, with wire.CodeVersion; 0 when the relay did not say.
+	MinVersion, MaxVersion uint64
+	Fatal                  bool // the relay closes the connection after it
 }
 
 func (e *Error) Error() string {
 	s := "client: relay error " + e.Code.String()
 	if e.ClientID != "" {
 		s += fmt.Sprintf(" (send %s)", e.ClientID)
+	}
+	if e.Code == wire.CodeVersion && e.MaxVersion != 0 {
+		s += fmt.Sprintf(" (relay speaks %d..%d, client %d..%d)", e.MinVersion, e.MaxVersion, wire.VersionMin, wire.VersionMax)
 	}
 	if e.Message != "" {
 		s += ": " + e.Message
@@ -77,5 +86,9 @@ func permanent(err error) bool {
 }
 
 func errorFromFrame(f *wire.Frame) *Error {
-	return &Error{Code: f.Code, Message: f.Message, ClientID: f.RefClientID, RefSeq: f.RefSeq, ConfigVersion: f.ConfigVersion, Fatal: f.Fatal}
+	e := &Error{Code: f.Code, Message: f.Message, ClientID: f.RefClientID, RefSeq: f.RefSeq, ConfigVersion: f.ConfigVersion, Fatal: f.Fatal}
+	if f.Code == wire.CodeVersion {
+		e.MinVersion, e.MaxVersion = f.MinVersion, f.MaxVersion
+	}
+	return e
 }

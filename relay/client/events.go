@@ -15,7 +15,7 @@ const (
 	EventConnected    EventType = iota + 1 // first WELCOME of this client
 	EventResumed                           // WELCOME on a later connection, resumed from last_seq
 	EventDisconnected                      // a connection or connection attempt ended; Err says why
-	EventGoaway                            // the relay asked the client to move; Redirect says where
+	EventGoaway                            // the relay asked the client to move, admitted or not yet; Redirect says where
 	EventFailed                            // permanent error: the client stopped; Err says why
 )
 
@@ -48,17 +48,21 @@ type Event struct {
 
 // Welcome is what the relay announced when it admitted a connection.
 type Welcome struct {
-	Transport     string // "ws" or "quic"
-	URL           string
-	Version       uint64 // negotiated protocol version
-	Session       string
-	Epoch         uint64
-	HeadSeq       uint64 // highest committed seq of the session at admission
-	ResumedFrom   uint64 // last_seq sent in HELLO
-	Resumed       bool   // HELLO carried last_seq
-	MaxFrame      int    // largest frame the relay accepts
-	ConnID        string
-	Role          wire.Role // this client's role
+	Transport   string // "ws" or "quic"
+	URL         string
+	Version     uint64 // negotiated protocol version
+	Session     string
+	Epoch       uint64
+	HeadSeq     uint64 // highest committed seq of the session at admission
+	ResumedFrom uint64 // last_seq sent in HELLO
+	Resumed     bool   // HELLO carried last_seq
+	MaxFrame    int    // largest frame the relay accepts
+	ConnID      string
+	Role        wire.Role // this client's role
+	// Subject is this client's own subject id (WELCOME's sender): the
+	// Sender of its messages and acks in other participants' deliveries
+	// and in RECEIPTs. "" from a relay that does not send it.
+	Subject       string
 	Ping          time.Duration
 	ConfigVersion uint64       // device config head version
 	Config        *wire.Config // device config snapshot; nil if none or undecodable

@@ -113,9 +113,10 @@ func (c *Client) onReceipt(f *wire.Frame) {
 		return
 	}
 	c.lastSeq = f.Seq
-	if c.welcome != nil && f.Role == c.welcome.Role {
-		// Our own ack, seen back. WELCOME does not name our subject, so
-		// the role stands in for it.
+	if c.ownReceipt(f) || f.Stage.Final() {
+		// Our own ack seen back; or a final stage, which the relay records
+		// once per message whoever acks it, so it ends our final acks for
+		// that seq too (docs/protocol.md §12).
 		c.acks.confirm(f.RefSeq, f.Stage)
 	}
 	o := c.pending.receipt(r, f.RefClientID)
@@ -127,6 +128,21 @@ func (c *Client) onReceipt(f *wire.Frame) {
 	if final {
 		o.sent.finish(nil)
 		c.release()
+	}
+}
+
+// ownReceipt reports whether RECEIPT f is about an ack of this client's
+// subject: its sender is WELCOME's sender. Several participants may share
+// a role, so the role stands in only for a relay whose WELCOME names no
+// sender. Caller holds c.mu.
+func (c *Client) ownReceipt(f *wire.Frame) bool {
+	switch w := c.welcome; {
+	case w == nil:
+		return false
+	case w.Subject != "":
+		return f.Sender == w.Subject
+	default:
+		return f.Role == w.Role
 	}
 }
 
@@ -196,15 +212,22 @@ func (c *Client) onGoaway(cn *conn, f *wire.Frame) *goawayError {
 	c.mu.Lock()
 	c.leaving = true
 	c.mu.Unlock()
+	return c.goaway(cn.t.name(), cn.url, f)
+}
+
+// goaway reads GOAWAY f, received on a connection to from (admitted or
+// not yet), reports it as EventGoaway and returns where to go next. A
+// redirect this client may not follow is ignored.
+func (c *Client) goaway(transport, from string, f *wire.Frame) *goawayError {
 	ga := &goawayError{code: f.Code}
 	if f.Redirect != "" {
-		if err := checkRedirect(cn.url, f.Redirect); err != nil {
+		if err := checkRedirect(from, f.Redirect); err != nil {
 			c.log.Warn("ignoring GOAWAY redirect", "err", err)
 		} else {
 			ga.redirect = f.Redirect
 		}
 	}
-	c.emit(Event{Type: EventGoaway, Transport: cn.t.name(), URL: cn.url, Redirect: ga.redirect})
+	c.emit(Event{Type: EventGoaway, Transport: transport, URL: from, Redirect: ga.redirect})
 	return ga
 }
 

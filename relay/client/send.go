@@ -10,6 +10,15 @@ import (
 	"github.com/stapes-relay/stapes/relay/wire"
 )
 
+// sendOverhead is the part of max_frame a SEND's payload may not use: the
+// room a DELIVER needs for the fields it adds, so that every DELIVER fits
+// in max_frame (docs/protocol.md §9.3).
+const sendOverhead = 512
+
+// maxPayload is the largest SEND payload a relay with frame limit
+// maxFrame accepts.
+func maxPayload(maxFrame int) int { return max(maxFrame-sendOverhead, 0) }
+
 // ephemeral is a queued ephemeral send.
 type ephemeral struct {
 	sent  *Sent
@@ -36,11 +45,19 @@ func (c *Client) Send(ctx context.Context, kind wire.Kind, payload []byte, durab
 // An ephemeral message needs a connection (else ErrNotConnected), is never
 // retried, and is refused with ErrQueueFull when its class queue is full.
 //
-// The payload is copied; it must not carry more than the relay's frame
-// limit (ErrTooLarge).
+// The payload is copied. It may be at most the relay's max_frame − 512
+// bytes (65024 with the default frame limit), else ErrTooLarge: the relay
+// refuses larger ones (docs/protocol.md §9.3). max_frame is the last
+// WELCOME's, wire.DefaultMaxFrame before the first.
 func (c *Client) SendWithID(ctx context.Context, id string, kind wire.Kind, payload []byte, durable bool) (*Sent, error) {
 	if id == "" || len(id) > wire.MaxIDLen || !utf8.ValidString(id) {
 		return nil, ErrBadID
+	}
+	c.mu.Lock()
+	limit := c.maxFrame
+	c.mu.Unlock()
+	if most := maxPayload(limit); len(payload) > most {
+		return nil, fmt.Errorf("%w: payload %d bytes, limit %d (max_frame %d - %d)", ErrTooLarge, len(payload), most, limit, sendOverhead)
 	}
 	if kind == wire.KindConfig {
 		if !durable {
@@ -55,11 +72,8 @@ func (c *Client) SendWithID(ctx context.Context, id string, kind wire.Kind, payl
 		f.Flags = wire.FlagDurable
 	}
 	frame := wire.Encode(&f)
-	c.mu.Lock()
-	limit := c.maxFrame
-	c.mu.Unlock()
-	if len(frame) > limit {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(frame), limit)
+	if len(frame) > limit { // only a relay announcing a tiny max_frame gets here
+		return nil, fmt.Errorf("%w: frame %d bytes, limit %d", ErrTooLarge, len(frame), limit)
 	}
 	s := newSent(id, kind, durable)
 	if !durable {
@@ -138,8 +152,11 @@ func (c *Client) dropEphemeral() []*ephemeral {
 // Ack records an ack stage for a durable delivery: applied or rejected (with
 // a machine-readable reason, never patient data) for config, or received
 // when auto-ack is disabled. It returns once the relay has confirmed the ack
-// with a RECEIPT. If ctx ends first the ack stays queued and is still sent,
-// after reconnects too, until confirmed.
+// with a RECEIPT whose sender is this client's subject (WELCOME's sender).
+// A message has one final stage, whoever acks it: a final RECEIPT for seq
+// from anyone ends an applied or rejected ack, with nil for the same stage
+// and ErrAlreadyFinal for the other. If ctx ends first the ack stays queued
+// and is still sent, after reconnects too, until confirmed.
 func (c *Client) Ack(ctx context.Context, seq uint64, stage wire.Stage, reason string) error {
 	if stage != wire.StageReceived && !stage.Final() {
 		return ErrBadStage

@@ -66,6 +66,12 @@ func (s *Sent) Receipts() []Receipt {
 
 // Persisted waits for PERSISTED and returns the message's seq. The second
 // result reports a commit with reduced durability (FlagDegraded).
+//
+// If the relay refuses the message, err is an *Error (errors.As) with the
+// code and ClientID = the message's id. For a config command whose base
+// version is not the device's head, Code is wire.CodeConflict and
+// ConfigVersion is the head (0 when the relay omits it): rebase the command
+// on it and send it again under a new id (docs/protocol.md §13.2).
 func (s *Sent) Persisted(ctx context.Context) (seq uint64, degraded bool, err error) {
 	if !s.durable {
 		return 0, false, ErrNotDurable

@@ -22,7 +22,7 @@ func TestHelloAndWelcome(t *testing.T) {
 	r := n.accept()
 	cfgBlob := wire.AppendConfig(nil, &wire.Config{BaseVersion: 4, Params: []wire.Param{{Name: "gain", Value: 120}}})
 	hello := r.admit(wire.Frame{Epoch: 2, HeadSeq: 9, MaxFrame: 1 << 15, ConnID: "c1",
-		Role: wire.RolePatient, PingMillis: 2000, ConfigVersion: 4, Config: cfgBlob})
+		Role: wire.RolePatient, Sender: "pat-1", PingMillis: 2000, ConfigVersion: 4, Config: cfgBlob})
 	if string(hello.Token) != "tok" || hello.MinVersion != 1 || hello.MaxVersion != 1 ||
 		hello.Caps != wire.CapResume|wire.CapReceipts || hello.Session != "s1" || hello.Resume {
 		t.Fatalf("HELLO = %+v", hello)
@@ -30,7 +30,7 @@ func TestHelloAndWelcome(t *testing.T) {
 	ev := waitEvent(t, c, EventConnected)
 	w := ev.Welcome
 	if ev.Transport != "pipe" || w.Epoch != 2 || w.HeadSeq != 9 || w.MaxFrame != 1<<15 || w.Role != wire.RolePatient ||
-		w.Ping != 2*time.Second || w.ConfigVersion != 4 || w.Config == nil || w.Config.Params[0].Value != 120 {
+		w.Subject != "pat-1" || w.Ping != 2*time.Second || w.ConfigVersion != 4 || w.Config == nil || w.Config.Params[0].Value != 120 {
 		t.Fatalf("connected event = %+v, welcome %+v", ev, w)
 	}
 	got, connected := c.Welcome()
@@ -133,9 +133,11 @@ func TestSendRefusedByRelay(t *testing.T) {
 	good, _ := c.SendWithID(ctx, "good", wire.KindChat, []byte("hi"), true)
 	r.expect(wire.TypeSend)
 	r.expect(wire.TypeSend)
-	r.send(wire.Frame{Type: wire.TypeError, Code: wire.CodeConflict, RefClientID: "bad", Message: "head is 3"})
-	if _, _, err := bad.Persisted(ctx); CodeOf(err) != wire.CodeConflict {
-		t.Fatalf("Persisted(bad) err = %v, want conflict", err)
+	r.send(wire.Frame{Type: wire.TypeError, Code: wire.CodeConflict, RefClientID: "bad", ConfigVersion: 3, Message: "head is 3"})
+	_, _, err := bad.Persisted(ctx)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != wire.CodeConflict || e.ConfigVersion != 3 || e.ClientID != "bad" || e.Fatal {
+		t.Fatalf("Persisted(bad) err = %#v, want conflict about bad with config_version 3", err)
 	}
 	wantCode(t, bad.Err(), wire.CodeConflict)
 	r.kill()
@@ -564,6 +566,119 @@ func TestConfigValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := New(tt.cfg); !errors.Is(err, tt.want) {
 				t.Errorf("New err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOwnAcksConfirmedBySubject(t *testing.T) {
+	n := newFakeNet(t)
+	c := newPipeClient(t, n, nil)
+	welcome := wire.Frame{Role: wire.RolePatient, Sender: "pat-1"}
+	r := n.accept()
+	r.admit(welcome)
+	r.send(deliver(1, "cmd"))
+	recvDelivery(t, c)
+	if a := r.expect(wire.TypeAck); a.Seq != 1 || a.Stage != wire.StageReceived {
+		t.Fatalf("ACK = %+v", a)
+	}
+	// The patient's second phone shares the role but not the subject: its
+	// receipt is not ours, so our ack stays unconfirmed.
+	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 2, RefSeq: 1, Stage: wire.StageReceived, Sender: "pat-2", Role: wire.RolePatient})
+	r.kill()
+
+	r = n.accept()
+	r.admit(welcome)
+	if a := r.expect(wire.TypeAck); a.Seq != 1 || a.Stage != wire.StageReceived {
+		t.Fatalf("resent ACK = %+v, want received of seq 1", a)
+	}
+	// Our own subject confirms it, whatever role the receipt names.
+	r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 3, RefSeq: 1, Stage: wire.StageReceived, Sender: "pat-1", Role: wire.RolePatient})
+	r.kill()
+
+	r = n.accept()
+	r.admit(welcome)
+	if _, err := c.SendWithID(ctxWait(t), "marker", wire.KindChat, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if f := r.expect(wire.TypeSend); f.ClientID != "marker" {
+		t.Fatalf("got %v %q, want SEND marker (the confirmed ACK not resent)", f.Type, f.ClientID)
+	}
+}
+
+func TestFinalReceiptOfAnotherSubjectEndsFinalAck(t *testing.T) {
+	tests := []struct {
+		name  string
+		stage wire.Stage // the other participant's final stage
+		want  error
+	}{
+		{"same stage", wire.StageApplied, nil},
+		{"other stage", wire.StageRejected, ErrAlreadyFinal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newFakeNet(t)
+			c := newPipeClient(t, n, func(cfg *Config) { cfg.DisableAutoAck = true })
+			ctx := ctxWait(t)
+			r := n.accept()
+			r.admit(wire.Frame{Role: wire.RoleClinician, Sender: "clin-1"})
+			r.send(deliver(1, "chat"))
+			recvDelivery(t, c)
+			acked := make(chan error, 1)
+			go func() { acked <- c.Ack(ctx, 1, wire.StageApplied, "") }()
+			r.expect(wire.TypeAck)
+			// The patient's final ack of the chat message was recorded
+			// first; the relay ignores ours and sends no RECEIPT for it.
+			r.send(wire.Frame{Type: wire.TypeReceipt, Seq: 2, RefSeq: 1, Stage: tt.stage, Sender: "pat-1", Role: wire.RolePatient})
+			select {
+			case err := <-acked:
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("Ack = %v, want %v", err, tt.want)
+				}
+			case <-time.After(testWait):
+				t.Fatal("Ack did not return after another subject's final RECEIPT")
+			}
+		})
+	}
+}
+
+func TestSendPayloadLimit(t *testing.T) {
+	n := newFakeNet(t)
+	c := newPipeClient(t, n, nil)
+	ctx := ctxWait(t)
+	tests := []struct {
+		name    string
+		size    int
+		durable bool
+		want    error
+	}{
+		{"at limit", 1024 - sendOverhead, true, nil},
+		{"over limit", 1024 - sendOverhead + 1, true, ErrTooLarge},
+		{"ephemeral at limit", 1024 - sendOverhead, false, nil},
+		{"ephemeral over limit", 1024 - sendOverhead + 1, false, ErrTooLarge},
+	}
+	// Before WELCOME the default frame limit applies.
+	for _, tt := range []struct {
+		size int
+		want error
+	}{
+		{wire.DefaultMaxFrame - sendOverhead, nil},
+		{wire.DefaultMaxFrame - sendOverhead + 1, ErrTooLarge},
+	} {
+		if _, err := c.Send(ctx, wire.KindChat, make([]byte, tt.size), true); !errors.Is(err, tt.want) {
+			t.Fatalf("before WELCOME, Send of %d bytes err = %v, want %v", tt.size, err, tt.want)
+		}
+	}
+	r := n.accept()
+	r.admit(wire.Frame{Role: wire.RoleClinician, MaxFrame: 1024})
+	if _, err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Send(ctx, wire.KindChat, make([]byte, tt.size), tt.durable)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Send of %d bytes err = %v, want %v", tt.size, err, tt.want)
 			}
 		})
 	}
