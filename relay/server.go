@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stapes-relay/stapes/audit"
 	"github.com/stapes-relay/stapes/relay/internal/poll"
 	"github.com/stapes-relay/stapes/relay/wire"
 )
@@ -151,8 +152,21 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 			s.log.Error("loading session head", "session", id, "err", err)
 			return nil, fatalf(wire.CodeUnavailable, "session state unavailable; retry")
 		}
+		chain := audit.Genesis
+		if head > 0 {
+			err = s.cfg.Store.ReadChain(ctx, id, head-1, head, 1, func(_ uint64, hash, _ []byte) error {
+				if hash != nil {
+					chain = append([]byte(nil), hash...)
+				}
+				return nil
+			})
+			if err != nil {
+				s.log.Error("loading session chain", "session", id, "err", err)
+				return nil, fatalf(wire.CodeUnavailable, "session state unavailable; retry")
+			}
+		}
 		sess = &session{
-			srv: s, id: id, tenant: c.claims.Tenant, epoch: 1, fresh: !ok,
+			srv: s, id: id, tenant: c.claims.Tenant, epoch: 1, fresh: !ok, chain: chain,
 			conns: map[*conn]struct{}{}, head: head, next: head + 1, inflight: map[string]*op{},
 		}
 		s.sessions[id] = sess

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stapes-relay/stapes/audit"
 	"github.com/stapes-relay/stapes/relay/wire"
 )
 
@@ -30,6 +31,7 @@ func decodeEntry(seq uint64, frame []byte) (entry, error) {
 // op is an entry assigned a seq and queued for group commit.
 type op struct {
 	e       entry
+	hash    []byte // audit chain hash
 	key     string
 	reply   []byte  // PERSISTED for the sender, nil for receipts
 	waiters []*conn // connections to send reply to once committed
@@ -50,6 +52,7 @@ type session struct {
 	// names one; tokens naming another are refused. limits are its model's.
 	dev        *device
 	limits     *ModelLimits
+	chain      []byte // audit hash of the last assigned entry
 	conns      map[*conn]struct{}
 	head       uint64 // highest committed seq
 	next       uint64 // next seq to assign
@@ -71,6 +74,8 @@ func (s *session) committedHead() uint64 {
 // enqueue queues op for commit and starts the committer if idle. Caller
 // holds s.mu and has assigned op.e.seq = s.next.
 func (s *session) enqueue(o *op) {
+	o.hash = audit.Hash(s.chain, s.id, o.e.seq, o.e.frame)
+	s.chain = o.hash
 	s.next++
 	s.queue = append(s.queue, o)
 	if o.key != "" {
@@ -109,7 +114,7 @@ func (s *session) commitLoop() {
 
 		entries := make([]wire.LogEntry, len(batch))
 		for i, o := range batch {
-			entries[i] = wire.LogEntry{Seq: o.e.seq, Key: o.key, Frame: o.e.frame}
+			entries[i] = wire.LogEntry{Seq: o.e.seq, Key: o.key, Frame: o.e.frame, Hash: o.hash}
 			if o.devKey != "" {
 				meta[o.devKey] = o.devBlob
 			}

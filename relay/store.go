@@ -26,6 +26,9 @@ type Store interface {
 	// in ascending order, at most limit entries (limit <= 0: no limit).
 	// The frame passed to fn is only valid during the call.
 	ReadLog(ctx context.Context, session string, after, upto uint64, limit int, fn func(seq uint64, frame []byte) error) error
+	// ReadChain is ReadLog with each entry's audit-chain hash (nil for
+	// entries committed without one).
+	ReadChain(ctx context.Context, session string, after, upto uint64, limit int, fn func(seq uint64, hash, frame []byte) error) error
 	// LookupKey returns the seq committed under an idempotency key.
 	LookupKey(ctx context.Context, session, key string) (seq uint64, ok bool, err error)
 	// Meta returns a metadata blob (a copy).
