@@ -34,6 +34,8 @@ type options struct {
 	drainRedirect  string
 	origins        []string
 	delay          time.Duration
+	controlURL     string
+	credFile       string
 }
 
 const usageHead = `relayd runs one stapes relay node.
@@ -79,6 +81,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.drainGrace, "drain-grace", 5*time.Second, "GOAWAY grace given to clients")
 	fs.StringVar(&o.drainRedirect, "drain-redirect", "", "URL clients are told to reconnect to when draining")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed to connect (default same origin)")
+	fs.StringVar(&o.controlURL, "control-url", "", "controld base URL (https://host:port) to sync session logs to; empty: no sync")
+	fs.StringVar(&o.credFile, "node-credential-file", "", "file with this relay's node credential for controld (with --control-url)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
 	if err := applyEnv(fs); err != nil {
 		return nil, err
@@ -102,6 +106,9 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	}
 	if o.plain && o.tlsCert != "" {
 		return nil, errors.New("--plain and --tls-cert exclude each other")
+	}
+	if (o.controlURL == "") != (o.credFile == "") {
+		return nil, errors.New("--control-url and --node-credential-file go together")
 	}
 	if o.relayID == "" {
 		o.relayID, _ = os.Hostname()

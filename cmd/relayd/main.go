@@ -94,6 +94,12 @@ func serve(o *options, log *slog.Logger) error {
 	}
 	defer ops.Close()
 
+	stopSync, err := startSync(o, st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopSync()
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(tcp, udp, tlsConf) }()
 	quic := "off"

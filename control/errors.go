@@ -1,0 +1,9 @@
+package control
+
+import "errors"
+
+// Errors.
+var (
+	ErrConfig   = errors.New("control: invalid config")
+	ErrRejected = errors.New("control: control plane rejected the batch")
+)

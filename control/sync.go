@@ -1,0 +1,290 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stapes-relay/stapes/control/syncproto"
+	"github.com/stapes-relay/stapes/storage"
+)
+
+// Outbox is what the syncer reads: *storage.Store implements it. Its
+// methods are safe for concurrent use with commits.
+type Outbox interface {
+	ReadOutbox(ctx context.Context, after uint64, limit int, fn func(storage.OutboxRecord) error) error
+	AckOutbox(ctx context.Context, pos uint64) error
+	OutboxAcked() uint64
+	OutboxStable() uint64
+	ReadChain(ctx context.Context, session string, after, upto uint64, limit int, fn func(seq uint64, hash, frame []byte) error) error
+	Meta(ctx context.Context, name string) ([]byte, bool, error)
+}
+
+var _ Outbox = (*storage.Store)(nil)
+
+// SyncConfig configures a Syncer. Zero fields take the defaults in their
+// comments.
+type SyncConfig struct {
+	// Outbox to ship. Required.
+	Outbox Outbox
+	// Relay is this node's id. Required.
+	Relay string
+	// URL is controld's base URL (https://host:port). Required.
+	URL string
+	// Credential is the node credential, sent as a bearer token. Required.
+	Credential string
+	// HTTPClient, default a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// MaxRecords bounds records per batch. Default 5000.
+	MaxRecords int
+	// Interval is how often an idle syncer looks for new records. Default 100 ms.
+	Interval time.Duration
+	// BackoffMin and BackoffMax bound the retry delay after a failure.
+	// Defaults 200 ms and 10 s.
+	BackoffMin, BackoffMax time.Duration
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+	// Registerer for metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Syncer ships committed session log entries to controld in idempotent
+// batches, in outbox order, and acknowledges the outbox only after
+// controld confirmed a batch. After any outage it resumes from the last
+// acknowledged position.
+type Syncer struct {
+	cfg  SyncConfig
+	log  *slog.Logger
+	kick chan struct{}
+
+	mu      sync.Mutex // guards tenants
+	tenants map[string]string
+
+	batches  *prometheus.CounterVec
+	records  prometheus.Counter
+	backlog  prometheus.GaugeFunc
+	lastSync prometheus.Gauge
+}
+
+// NewSyncer validates cfg.
+func NewSyncer(cfg SyncConfig) (*Syncer, error) {
+	switch {
+	case cfg.Outbox == nil:
+		return nil, fmt.Errorf("%w: Outbox is required", ErrConfig)
+	case cfg.Relay == "":
+		return nil, fmt.Errorf("%w: Relay is required", ErrConfig)
+	case !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://"):
+		return nil, fmt.Errorf("%w: URL must be http(s)://host:port", ErrConfig)
+	case cfg.Credential == "":
+		return nil, fmt.Errorf("%w: Credential is required", ErrConfig)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 5000
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 100 * time.Millisecond
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 200 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Syncer{cfg: cfg, log: cfg.Logger.With("component", "sync"), kick: make(chan struct{}, 1), tenants: map[string]string{}}
+	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stapes_relay_sync_batches_total", Help: "Sync batches sent to the control plane, by result."}, []string{"result"})
+	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "stapes_relay_sync_records_total", Help: "Log entries confirmed by the control plane."})
+	s.backlog = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stapes_relay_sync_backlog_batches", Help: "Committed outbox records not yet confirmed by the control plane."},
+		func() float64 { return float64(cfg.Outbox.OutboxStable() - cfg.Outbox.OutboxAcked()) })
+	s.lastSync = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stapes_relay_sync_last_success_timestamp_seconds", Help: "When the control plane last confirmed a batch."})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.batches, s.records, s.backlog, s.lastSync} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// Kick makes an idle syncer look for new records now.
+func (s *Syncer) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs until ctx ends.
+func (s *Syncer) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		n, err := s.SyncOnce(ctx)
+		var wait time.Duration
+		switch {
+		case err != nil:
+			backoff = min(max(2*backoff, s.cfg.BackoffMin), s.cfg.BackoffMax)
+			wait = backoff/2 + rand.N(backoff/2+1)
+			s.log.Warn("sync failed; will retry", "err", err, "retry_in", wait.Round(time.Millisecond))
+		case n > 0:
+			backoff = 0
+			continue // more may be waiting
+		default:
+			backoff = 0
+			wait = s.cfg.Interval
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		case <-s.kick:
+			t.Stop()
+		}
+	}
+}
+
+// SyncOnce ships one batch, if there is anything to ship, and returns how
+// many log entries controld confirmed.
+func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
+	b, err := s.build(ctx)
+	if err != nil || len(b.Records) == 0 {
+		if err == nil && b.Pos > s.cfg.Outbox.OutboxAcked() {
+			// Only holes: nothing to send, but the cursor moves on.
+			return 0, s.cfg.Outbox.AckOutbox(ctx, b.Pos)
+		}
+		return 0, err
+	}
+	acked, err := s.post(ctx, &b)
+	if err != nil {
+		s.batches.WithLabelValues("error").Inc()
+		return 0, err
+	}
+	if acked != b.Pos {
+		s.batches.WithLabelValues("error").Inc()
+		return 0, fmt.Errorf("%w: acked position %d, sent %d", ErrRejected, acked, b.Pos)
+	}
+	if err := s.cfg.Outbox.AckOutbox(ctx, b.Pos); err != nil {
+		return 0, err
+	}
+	s.batches.WithLabelValues("ok").Inc()
+	s.records.Add(float64(len(b.Records)))
+	s.lastSync.SetToCurrentTime()
+	return len(b.Records), nil
+}
+
+// build reads outbox records after the acknowledged position into a batch
+// of at most MaxRecords entries (a single larger commit is sent whole).
+func (s *Syncer) build(ctx context.Context) (syncproto.Batch, error) {
+	b := syncproto.Batch{Relay: s.cfg.Relay, Pos: s.cfg.Outbox.OutboxAcked()}
+	var recs []storage.OutboxRecord
+	total := 0
+	errFull := fmt.Errorf("full")
+	err := s.cfg.Outbox.ReadOutbox(ctx, b.Pos, 0, func(r storage.OutboxRecord) error {
+		n := int(r.Last - r.First + 1)
+		if total > 0 && total+n > s.cfg.MaxRecords {
+			return errFull
+		}
+		recs = append(recs, r)
+		total += n
+		return nil
+	})
+	if err != nil && err != errFull {
+		return b, err
+	}
+	if len(recs) == 0 {
+		// Positions up to the stable one may all be holes.
+		if st := s.cfg.Outbox.OutboxStable(); st > b.Pos {
+			b.Pos = st
+		}
+		return b, nil
+	}
+	for _, r := range recs {
+		tenant, err := s.tenant(ctx, r.Session)
+		if err != nil {
+			return b, err
+		}
+		err = s.cfg.Outbox.ReadChain(ctx, r.Session, r.First-1, r.Last, 0, func(seq uint64, hash, frame []byte) error {
+			b.Records = append(b.Records, syncproto.Record{Tenant: tenant, Session: r.Session, Seq: seq,
+				Hash: append([]byte(nil), hash...), Frame: append([]byte(nil), frame...)})
+			return nil
+		})
+		if err != nil {
+			return b, err
+		}
+		b.Pos = r.Pos
+	}
+	return b, nil
+}
+
+func (s *Syncer) tenant(ctx context.Context, session string) (string, error) {
+	s.mu.Lock()
+	t, ok := s.tenants[session]
+	s.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	blob, ok, err := s.cfg.Outbox.Meta(ctx, "session/"+session)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("control: session %s has no tenant recorded", session)
+	}
+	s.mu.Lock()
+	s.tenants[session] = string(blob)
+	s.mu.Unlock()
+	return string(blob), nil
+}
+
+// syncAnswer is controld's JSON answer to a batch.
+type syncAnswer struct {
+	AckedPos uint64   `json:"acked_pos"`
+	Inserted int      `json:"inserted"`
+	Broken   []string `json:"broken"`
+}
+
+func (s *Syncer) post(ctx context.Context, b *syncproto.Batch) (uint64, error) {
+	body := syncproto.Append(nil, b)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.cfg.URL, "/")+"/v1/relay/sync", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", syncproto.ContentType)
+	req.Header.Set("Authorization", "Bearer "+s.cfg.Credential)
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("control: sync: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, fmt.Errorf("control: sync: reading answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%w: HTTP %d", ErrRejected, resp.StatusCode)
+	}
+	var a syncAnswer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return 0, fmt.Errorf("control: sync: bad answer: %w", err)
+	}
+	if len(a.Broken) > 0 {
+		s.log.Error("control plane reports broken audit chains", "sessions", a.Broken)
+	}
+	return a.AckedPos, nil
+}
