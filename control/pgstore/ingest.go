@@ -1,0 +1,223 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Message is one durable session message as a relay syncs it.
+type Message struct {
+	TenantID  string
+	SessionID string
+	Seq       uint64 // per-session sequence number, from 1
+	Sender    string // the sending participant's subject id
+	Kind      uint16 // wire.Kind
+	ClientID  string // the sender's message id (idempotency key); may be empty
+	Payload   []byte // PHI possible: never logged
+	CreatedAt time.Time
+}
+
+// Receipt is one acknowledgement stage of a message.
+type Receipt struct {
+	TenantID  string
+	SessionID string
+	Seq       uint64 // position of the ACK in the session log
+	RefSeq    uint64 // the message acknowledged
+	Stage     uint8  // wire.Stage: 1 received, 2 applied, 3 rejected
+	Reason    string // why, for rejected
+	Acker     string // the acknowledging participant's subject id
+	CreatedAt time.Time
+}
+
+// AuditEntry is one link of a session's audit hash chain.
+type AuditEntry struct {
+	TenantID  string
+	SessionID string
+	Seq       uint64
+	PrevHash  []byte
+	Hash      []byte
+	Entry     []byte // PHI possible: never logged
+	// ChainBroken is set by the caller when the entry does not chain to its
+	// predecessor; such entries are stored flagged, never dropped.
+	ChainBroken bool
+	CreatedAt   time.Time
+}
+
+// The staging tables are temporary (session-local, not WAL-logged) and
+// emptied at every commit. Each pooled connection creates its own when it
+// connects, so a batch costs no DDL. Types are plain: the target tables'
+// domains and checks apply on the INSERT.
+const stagingDDL = `
+CREATE TEMP TABLE stage_messages (
+    tenant_id text, session_id text, seq bigint, sender text, kind integer,
+    client_id text, payload bytea, created_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE stage_receipts (
+    tenant_id text, session_id text, seq bigint, ref_seq bigint, stage smallint,
+    reason text, acker text, created_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE stage_audit (
+    tenant_id text, session_id text, seq bigint, prev_hash bytea, hash bytea,
+    entry bytea, chain_broken boolean, created_at timestamptz
+) ON COMMIT DELETE ROWS;
+`
+
+func createStaging(ctx context.Context, c *pgx.Conn) error {
+	_, err := c.PgConn().Exec(ctx, stagingDDL).ReadAll()
+	return err
+}
+
+// batch describes the ingest of one kind of row.
+type batch struct {
+	op     string
+	target pgx.Identifier
+	stage  pgx.Identifier
+	cols   []string
+	insert string
+}
+
+var (
+	messageBatch = batch{
+		op:     "ingest messages",
+		target: pgx.Identifier{"public", "messages"},
+		stage:  pgx.Identifier{"pg_temp", "stage_messages"},
+		cols:   []string{"tenant_id", "session_id", "seq", "sender", "kind", "client_id", "payload", "created_at"},
+		insert: `INSERT INTO messages (tenant_id, session_id, seq, sender, kind, client_id, payload, created_at)
+			SELECT tenant_id, session_id, seq, sender, kind, client_id, payload, created_at
+			FROM pg_temp.stage_messages ORDER BY tenant_id, session_id, seq
+			ON CONFLICT DO NOTHING`,
+	}
+	receiptBatch = batch{
+		op:     "ingest receipts",
+		target: pgx.Identifier{"public", "receipts"},
+		stage:  pgx.Identifier{"pg_temp", "stage_receipts"},
+		cols:   []string{"tenant_id", "session_id", "seq", "ref_seq", "stage", "reason", "acker", "created_at"},
+		insert: `INSERT INTO receipts (tenant_id, session_id, seq, ref_seq, stage, reason, acker, created_at)
+			SELECT tenant_id, session_id, seq, ref_seq, stage, reason, acker, created_at
+			FROM pg_temp.stage_receipts ORDER BY tenant_id, session_id, seq
+			ON CONFLICT DO NOTHING`,
+	}
+	auditBatch = batch{
+		op:     "ingest audit",
+		target: pgx.Identifier{"public", "audit_log"},
+		stage:  pgx.Identifier{"pg_temp", "stage_audit"},
+		cols:   []string{"tenant_id", "session_id", "seq", "prev_hash", "hash", "entry", "chain_broken", "created_at"},
+		insert: `INSERT INTO audit_log (tenant_id, session_id, seq, prev_hash, hash, entry, chain_broken, created_at)
+			SELECT tenant_id, session_id, seq, prev_hash, hash, entry, chain_broken, created_at
+			FROM pg_temp.stage_audit ORDER BY tenant_id, session_id, seq
+			ON CONFLICT DO NOTHING`,
+	}
+)
+
+// IngestMessages stores a batch of messages idempotently, in one
+// transaction, keyed by (tenant_id, session_id, seq): a plain COPY when
+// none of the keys is stored yet, else COPY into the staging table and
+// INSERT … ON CONFLICT DO NOTHING. It returns how many rows were new; rows
+// already stored (a replayed or overlapping batch, or a duplicate within
+// the batch) are skipped, the first copy wins. A row that breaks the
+// schema (an empty id, …) fails the whole batch: nothing is stored.
+func (s *Store) IngestMessages(ctx context.Context, rows []Message) (int64, error) {
+	return s.ingest(ctx, &messageBatch, len(rows), func(i int, v []any) {
+		r := &rows[i]
+		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.Sender
+		v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, nonNil(r.Payload), r.CreatedAt
+	})
+}
+
+// IngestReceipts stores a batch of receipts like IngestMessages.
+func (s *Store) IngestReceipts(ctx context.Context, rows []Receipt) (int64, error) {
+	return s.ingest(ctx, &receiptBatch, len(rows), func(i int, v []any) {
+		r := &rows[i]
+		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.RefSeq
+		v[4], v[5], v[6], v[7] = int16(r.Stage), r.Reason, r.Acker, r.CreatedAt
+	})
+}
+
+// IngestAudit stores a batch of audit entries like IngestMessages. An
+// entry already stored is not replaced, flag included.
+func (s *Store) IngestAudit(ctx context.Context, rows []AuditEntry) (int64, error) {
+	return s.ingest(ctx, &auditBatch, len(rows), func(i int, v []any) {
+		r := &rows[i]
+		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, nonNil(r.PrevHash)
+		v[4], v[5], v[6], v[7] = nonNil(r.Hash), nonNil(r.Entry), r.ChainBroken, r.CreatedAt
+	})
+}
+
+// ingest stores n rows, fill writing row i's values into v.
+//
+// Fast path: a plain COPY into the target table, one transaction, as fast
+// as a COPY gets. It fails as a whole if any row's key is already stored
+// (or repeats within the batch) — a replayed or overlapping batch — and
+// then the batch takes the idempotent path: COPY into the staging table
+// and INSERT … SELECT … ON CONFLICT DO NOTHING in one transaction. Either
+// way exactly the new rows are stored and counted. A deadlock between two
+// overlapping fast-path batches also falls back (the staging path inserts
+// in key order).
+func (s *Store) ingest(ctx context.Context, b *batch, n int, fill func(i int, v []any)) (int64, error) {
+	if n == 0 {
+		return 0, nil
+	}
+	src := &rowSource{n: n, i: -1, fill: fill, v: make([]any, len(b.cols))}
+	inserted, err := s.pool.CopyFrom(ctx, b.target, b.cols, src)
+	if err == nil {
+		return inserted, nil
+	}
+	if !alreadyStored(err) {
+		return 0, wrap(b.op, err)
+	}
+	s.fallbacks.Add(1)
+	s.log.Debug("batch overlaps stored rows; taking the idempotent path", "op", b.op, "rows", n)
+	return s.ingestStaged(ctx, b, src)
+}
+
+// ingestStaged is the idempotent path of ingest.
+func (s *Store) ingestStaged(ctx context.Context, b *batch, src *rowSource) (int64, error) {
+	var inserted int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		src.i = -1
+		if _, err := tx.CopyFrom(ctx, b.stage, b.cols, src); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, b.insert)
+		inserted = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, wrap(b.op, err)
+	}
+	return inserted, nil
+}
+
+// alreadyStored reports whether a fast-path COPY failed because a key was
+// taken (or deadlocked with another batch taking the same keys).
+func alreadyStored(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == codeUniqueViolation || pe.Code == codeDeadlockDetected)
+}
+
+// rowSource feeds CopyFrom from a slice without building a [][]any: pgx
+// encodes each row before asking for the next, so one []any is reused.
+type rowSource struct {
+	n, i int
+	fill func(i int, v []any)
+	v    []any
+}
+
+func (r *rowSource) Next() bool { r.i++; return r.i < r.n }
+
+func (r *rowSource) Values() ([]any, error) { r.fill(r.i, r.v); return r.v, nil }
+
+func (r *rowSource) Err() error { return nil }
+
+// nonNil turns a nil slice into an empty one: the columns are NOT NULL
+// and an empty payload is a payload.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

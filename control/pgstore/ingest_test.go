@@ -1,0 +1,176 @@
+package pgstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func messages(tenant, session string, from, to uint64) []Message {
+	var ms []Message
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for seq := from; seq <= to; seq++ {
+		ms = append(ms, Message{
+			TenantID: tenant, SessionID: session, Seq: seq, Sender: "c1", Kind: 1,
+			ClientID: fmt.Sprintf("m%d", seq), Payload: []byte(fmt.Sprintf("payload %d", seq)), CreatedAt: at,
+		})
+	}
+	return ms
+}
+
+func countRows(t *testing.T, s *Store, table string) int {
+	t.Helper()
+	var n int
+	mustOK(t, s.pool.QueryRow(ctxT(t), "SELECT count(*) FROM "+table).Scan(&n))
+	return n
+}
+
+func TestIngestMessages(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	dup := messages("a", "s1", 300, 300)
+	dup = append(dup, dup[0])
+	dup[1].Payload = []byte("second copy")
+	tests := []struct {
+		name string
+		rows []Message
+		want int64
+	}{
+		{"empty", nil, 0},
+		{"first batch", messages("a", "s1", 1, 100), 100},
+		{"replayed batch", messages("a", "s1", 1, 100), 0},
+		{"overlapping batch", messages("a", "s1", 51, 150), 50},
+		{"other session", messages("a", "s2", 1, 10), 10},
+		{"same session id, other tenant", messages("b", "s1", 1, 10), 10},
+		{"two sessions, partly stored", append(messages("a", "s2", 5, 15), messages("a", "s3", 1, 5)...), 10},
+		{"duplicate within the batch", dup, 1},
+	}
+	total := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := s.fallbacks.Load()
+			got, err := s.IngestMessages(ctx, tt.rows)
+			// Only batches with stored (or repeated) keys leave the fast path.
+			if fell := s.fallbacks.Load() > before; fell != (tt.want != int64(len(tt.rows))) {
+				t.Errorf("took the idempotent path: %v", fell)
+			}
+			if err != nil {
+				t.Fatalf("IngestMessages: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("inserted %d, want %d", got, tt.want)
+			}
+			total += int(tt.want)
+			if n := countRows(t, s, "messages"); n != total {
+				t.Errorf("%d rows stored, want %d", n, total)
+			}
+		})
+	}
+	// Stored as sent; the first copy of a duplicate wins.
+	var m Message
+	var kind int32
+	mustOK(t, s.pool.QueryRow(ctx, `SELECT sender, kind, client_id, payload, created_at FROM messages
+		WHERE tenant_id = 'a' AND session_id = 's1' AND seq = 42`).Scan(&m.Sender, &kind, &m.ClientID, &m.Payload, &m.CreatedAt))
+	want := messages("a", "s1", 42, 42)[0]
+	if m.Sender != want.Sender || uint16(kind) != want.Kind || m.ClientID != want.ClientID || !bytes.Equal(m.Payload, want.Payload) || !m.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("stored %+v kind %d, want %+v", m, kind, want)
+	}
+	var p []byte
+	mustOK(t, s.pool.QueryRow(ctx, "SELECT payload FROM messages WHERE session_id = 's1' AND seq = 300").Scan(&p))
+	if string(p) != "payload 300" {
+		t.Errorf("duplicate in batch stored %q, want the first copy", p)
+	}
+}
+
+// TestIngestAtomic: a batch with one bad row stores nothing, and the
+// connection stays usable (the staging table is empty again).
+func TestIngestAtomic(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	bad := messages("a", "s1", 1, 10)
+	bad[7].TenantID = "" // breaks the stapes_id domain
+	if _, err := s.IngestMessages(ctx, bad); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad batch: %v, want ErrInvalid", err)
+	}
+	if n := countRows(t, s, "messages"); n != 0 {
+		t.Errorf("%d rows of a failed batch stored", n)
+	}
+	for i := range 3 { // whichever pooled connection is used
+		want := int64(0)
+		if i == 0 {
+			want = 10
+		}
+		if got := must[int64](t)(s.IngestMessages(ctx, messages("a", "s1", 1, 10))); got != want {
+			t.Errorf("batch %d after a failed one: inserted %d, want %d", i, got, want)
+		}
+	}
+	if n := countRows(t, s, "messages"); n != 10 {
+		t.Errorf("%d rows, want 10", n)
+	}
+}
+
+func TestIngestReceipts(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	rs := func(from, to uint64) []Receipt {
+		var out []Receipt
+		for seq := from; seq <= to; seq++ {
+			out = append(out, Receipt{TenantID: "a", SessionID: "s1", Seq: seq, RefSeq: seq - 1, Stage: 2, Acker: "p1", CreatedAt: time.Now()})
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name     string
+		from, to uint64
+		want     int64
+	}{{"first", 2, 21, 20}, {"replay", 2, 21, 0}, {"overlap", 12, 31, 10}} {
+		if got := must[int64](t)(s.IngestReceipts(ctx, rs(tt.from, tt.to))); got != tt.want {
+			t.Errorf("%s: inserted %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	bad := rs(40, 40)
+	bad[0].Stage = 0
+	if _, err := s.IngestReceipts(ctx, bad); !errors.Is(err, ErrInvalid) {
+		t.Errorf("stage 0: %v, want ErrInvalid", err)
+	}
+	if n := countRows(t, s, "receipts"); n != 30 {
+		t.Errorf("%d receipts stored, want 30", n)
+	}
+}
+
+func TestIngestAudit(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	as := func(from, to uint64, broken uint64) []AuditEntry {
+		var out []AuditEntry
+		for seq := from; seq <= to; seq++ {
+			out = append(out, AuditEntry{
+				TenantID: "a", SessionID: "s1", Seq: seq,
+				PrevHash: []byte{byte(seq - 1)}, Hash: []byte{byte(seq)}, Entry: []byte("entry"),
+				ChainBroken: seq == broken, CreatedAt: time.Now(),
+			})
+		}
+		return out
+	}
+	if got := must[int64](t)(s.IngestAudit(ctx, as(1, 10, 7))); got != 10 {
+		t.Errorf("inserted %d, want 10", got)
+	}
+	// A replay does not clear (or set) the flag of stored entries.
+	if got := must[int64](t)(s.IngestAudit(ctx, as(5, 15, 0))); got != 5 {
+		t.Errorf("overlap inserted %d, want 5", got)
+	}
+	var broken []int64
+	rows, err := s.pool.Query(ctx, "SELECT seq FROM audit_log WHERE chain_broken ORDER BY seq")
+	mustOK(t, err)
+	for rows.Next() {
+		var v int64
+		mustOK(t, rows.Scan(&v))
+		broken = append(broken, v)
+	}
+	mustOK(t, rows.Err())
+	if len(broken) != 1 || broken[0] != 7 {
+		t.Errorf("broken entries %v, want [7]", broken)
+	}
+}
