@@ -58,7 +58,7 @@ type session struct {
 	next       uint64 // next seq to assign
 	queue      []*op  // assigned, waiting for commit
 	inflight   map[string]*op
-	tail       []entry // recent committed entries, ascending, at most cfg.TailCache
+	tail       tailRing // recent committed entries
 	committing bool
 	failed     error
 	fresh      bool // no session metadata stored yet
@@ -141,10 +141,7 @@ func (s *session) commitLoop() {
 			if o.key != "" && s.inflight[o.key] == o {
 				delete(s.inflight, o.key)
 			}
-			s.tail = append(s.tail, o.e)
-		}
-		if over := len(s.tail) - cfg.TailCache; over > 0 {
-			s.tail = append(s.tail[:0:0], s.tail[over:]...)
+			s.tail.push(o.e)
 		}
 		conns := s.connList()
 		s.mu.Unlock()
@@ -194,11 +191,14 @@ func (s *session) connList() []*conn {
 // from the tail cache when it covers them, else from the store.
 func (s *session) read(ctx context.Context, after, upto uint64, limit int) ([]entry, error) {
 	s.mu.Lock()
-	if len(s.tail) > 0 && s.tail[0].seq <= after+1 {
-		i := int(after + 1 - s.tail[0].seq)
+	if _, ok := s.tail.get(after + 1); ok {
 		var out []entry
-		for ; i < len(s.tail) && s.tail[i].seq <= upto && len(out) < limit; i++ {
-			out = append(out, s.tail[i])
+		for seq := after + 1; seq <= upto && len(out) < limit; seq++ {
+			e, ok := s.tail.get(seq)
+			if !ok {
+				break
+			}
+			out = append(out, e)
 		}
 		s.mu.Unlock()
 		return out, nil
