@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"regexp"
 	"sort"
 	"strconv"
@@ -71,10 +70,7 @@ func migrations() ([]migration, error) {
 // wrapping ErrMigration, and nothing is applied. Versions the database has
 // but this binary does not know (a newer controld migrated it) are left
 // alone.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]string, error) {
-	if log == nil {
-		log = slog.Default()
-	}
+func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	ms, err := migrations()
 	if err != nil {
 		return nil, err
@@ -120,9 +116,6 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]strin
 	})
 	if err != nil {
 		return nil, wrap("migrate", err)
-	}
-	if len(applied) > 0 {
-		log.Info("database migrated", "applied", applied)
 	}
 	return applied, nil
 }

@@ -398,3 +398,47 @@ func TestOpenValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestSigningKeys(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	pub := make([]byte, 32)
+	must[SigningKey](t)(s.AddSigningKey(ctx, SigningKey{KID: "k1", PublicKey: pub}))
+	must[SigningKey](t)(s.AddSigningKey(ctx, SigningKey{KID: "k2", PublicKey: pub, PrivateSealed: []byte("sealed")}))
+	if _, err := s.AddSigningKey(ctx, SigningKey{KID: "k1", PublicKey: pub}); !errors.Is(err, ErrExists) {
+		t.Errorf("duplicate kid: %v", err)
+	}
+	if _, err := s.AddSigningKey(ctx, SigningKey{KID: "k3", PublicKey: []byte("short")}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("short public key: %v, want ErrInvalid", err)
+	}
+	mustOK(t, s.RevokeSigningKey(ctx, SystemTenant, "k1"))
+	if err := s.RevokeSigningKey(ctx, SystemTenant, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("revoke unknown: %v", err)
+	}
+	ks := must[[]SigningKey](t)(s.SigningKeys(ctx, SystemTenant))
+	if len(ks) != 2 || ks[0].RevokedAt == nil || ks[1].RevokedAt != nil || string(ks[1].PrivateSealed) != "sealed" || ks[0].PrivateSealed != nil {
+		t.Errorf("keys %+v", ks)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	clinic(t, s, "a")
+	must[Flag](t)(s.SetFlag(ctx, Flag{TenantID: SystemTenant, Name: "quic", Enabled: true}))
+	must[Flag](t)(s.SetFlag(ctx, Flag{TenantID: SystemTenant, Name: "standard-mode", Enabled: false}))
+	must[Flag](t)(s.SetFlag(ctx, Flag{TenantID: "a", Name: "standard-mode", Enabled: true, Value: []byte(`{"max_queue": 50}`)}))
+	fs := must[map[string]Flag](t)(s.Flags(ctx, "a"))
+	if len(fs) != 2 || !fs["quic"].Enabled || !fs["standard-mode"].Enabled || fs["standard-mode"].TenantID != "a" {
+		t.Errorf("flags of a %+v", fs)
+	}
+	if v := string(fs["standard-mode"].Value); v != `{"max_queue": 50}` {
+		t.Errorf("value %s", v)
+	}
+	if fs := must[map[string]Flag](t)(s.Flags(ctx, "b")); fs["standard-mode"].Enabled {
+		t.Error("a's flag leaked to b")
+	}
+	if _, err := s.SetFlag(ctx, Flag{TenantID: "a", Name: "bad", Value: []byte("{")}); err == nil {
+		t.Error("invalid JSON value accepted")
+	}
+}

@@ -104,10 +104,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Migrate applies the embedded migrations the database lacks; see the
-// package function Migrate.
+// Migrate applies the embedded migrations the database lacks (see the
+// package function Migrate) and logs what it applied.
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
-	return Migrate(ctx, s.pool, s.log)
+	applied, err := Migrate(ctx, s.pool)
+	if len(applied) > 0 {
+		s.log.Info("database migrated", "applied", applied)
+	}
+	return applied, err
 }
 
 // inTx runs fn in a transaction on the primary, committing if it returns
