@@ -94,7 +94,7 @@ func NewServer(tb testing.TB, opts pglocal.Options) *pglocal.Server {
 	if _, err := pglocal.EnsureInstalled(ctx, quiet()); err != nil {
 		tb.Fatalf("pgtest: %v", err)
 	}
-	dir, err := os.MkdirTemp("", "stapes-pgserver-")
+	dir, err := os.MkdirTemp("", dirPrefix+strconv.Itoa(os.Getpid())+".")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -173,11 +173,14 @@ func startShared(ctx context.Context) (*pglocal.Server, error) {
 }
 
 // removeStale removes the directories of test binaries that are gone,
-// stopping their server first if it is somehow still running.
+// stopping their server first if it is somehow still running (it should
+// have stopped with its binary).
 func removeStale() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
 	for _, d := range dirs {
-		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), dirPrefix))
+		// stapes-pgtest-<pid> (the shared server), stapes-pgtest-<pid>.<n> (NewServer)
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), dirPrefix), ".")
+		pid, err := strconv.Atoi(pidText)
 		if err != nil || pid == os.Getpid() || alive(pid) {
 			continue
 		}
