@@ -61,7 +61,7 @@ func DialAddr(t testing.TB, addr string, tc *tls.Config, transport string) *Conn
 func TryDial(addr string, tc *tls.Config, transport string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &Conn{in: make(chan wire.Frame, 100000), errs: make(chan error, 8), closed: make(chan struct{})}
+	c := &Conn{in: make(chan wire.Frame, 1024), errs: make(chan error, 8), closed: make(chan struct{})}
 	switch transport {
 	case "ws":
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
