@@ -117,19 +117,7 @@ func randDuration(min, max time.Duration) time.Duration {
 // the log exactly once with the seq it was acknowledged with, and the log
 // holds nothing that was never sent.
 func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
-	dir := t.TempDir()
-	kid, priv, err := token.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := token.NewSigner(kid, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyring := filepath.Join(dir, "keyring.json")
-	if err := token.WriteKeyringFile(keyring, map[string]ed25519.PublicKey{kid: signer.Public()}); err != nil {
-		t.Fatal(err)
-	}
+	dir, keyring, signer, addr := childSetup(t)
 	mint := func(role, subject string) []byte {
 		tok, err := signer.Sign(token.Claims{Tenant: "t1", Subject: subject, Role: role, Session: "kill",
 			Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: subject + role})
@@ -138,13 +126,6 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		}
 		return tok
 	}
-	tcp, udp, err := relaytest.ListenPair("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := tcp.Addr().String()
-	tcp.Close()
-	udp.Close()
 
 	persisted := map[string]uint64{} // client id → seq it was acknowledged with
 	sent := map[string]bool{}
@@ -232,4 +213,30 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("log has %d messages, %d were sent and all retried to completion", len(seen), len(sent))
 	}
 	t.Logf("%d rounds, %d messages acknowledged, head %d", rounds, len(persisted), w.HeadSeq)
+}
+
+// childSetup makes a dev signing key and keyring in a temporary directory
+// and picks a free TCP+UDP port pair for a relayd child.
+func childSetup(t *testing.T) (dir, keyring string, signer *token.Signer, addr string) {
+	t.Helper()
+	dir = t.TempDir()
+	kid, priv, err := token.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if signer, err = token.NewSigner(kid, priv); err != nil {
+		t.Fatal(err)
+	}
+	keyring = filepath.Join(dir, "keyring.json")
+	if err := token.WriteKeyringFile(keyring, map[string]ed25519.PublicKey{kid: signer.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	tcp, udp, err := relaytest.ListenPair("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = tcp.Addr().String()
+	tcp.Close()
+	udp.Close()
+	return dir, keyring, signer, addr
 }

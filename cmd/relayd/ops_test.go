@@ -1,11 +1,8 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,20 +28,7 @@ func get(t *testing.T, url string) (int, string) {
 // readiness fail, sends GOAWAY to connected clients, and relayd exits 0
 // once they have left.
 func TestOpsAndDrain(t *testing.T) {
-	dir := t.TempDir()
-	kid, priv, _ := token.GenerateKey(rand.Reader)
-	signer, _ := token.NewSigner(kid, priv)
-	keyring := filepath.Join(dir, "keyring.json")
-	if err := token.WriteKeyringFile(keyring, map[string]ed25519.PublicKey{kid: signer.Public()}); err != nil {
-		t.Fatal(err)
-	}
-	tcp, udp, err := relaytest.ListenPair("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := tcp.Addr().String()
-	tcp.Close()
-	udp.Close()
+	dir, keyring, signer, addr := childSetup(t)
 	rd := startRelayd(t, dir, keyring, addr, "--drain-grace", "10s", "--drain-timeout", "20s")
 	ops := "http://" + <-rd.ops
 
