@@ -1,0 +1,252 @@
+package controlserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/stapes-relay/stapes/audit"
+	"github.com/stapes-relay/stapes/control/pgstore"
+	"github.com/stapes-relay/stapes/control/syncproto"
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+// sessionKey names a session.
+type sessionKey struct{ tenant, session string }
+
+// chainLink is the last entry of a session seen in a batch.
+type chainLink struct {
+	seq  uint64
+	hash []byte
+}
+
+// appliedReceipt is a RECEIPT with stage applied: the message it
+// acknowledges may be a config command that advances a device.
+type appliedReceipt struct {
+	msg entryKey // the acknowledged message
+}
+
+// ingest verifies and stores a batch. Every step is idempotent (rows are
+// inserted ON CONFLICT DO NOTHING; a config change already recorded from
+// the same session message is recognised), so a batch that fails half way
+// is simply retried by the relay, and a replayed batch inserts nothing.
+func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch) (*syncAnswer, error) {
+	ans := &syncAnswer{AckedPos: b.Pos, Broken: []string{}}
+	now := s.cfg.Now().UTC() // syncproto carries no commit time: rows are stamped on arrival
+
+	// Where each session's chain continues from: the previous record of
+	// the batch, or the entry stored in audit_log.
+	var need []entryKey
+	lastSeq := map[sessionKey]uint64{}
+	for i := range b.Records {
+		rec := &b.Records[i]
+		sk := sessionKey{rec.Tenant, rec.Session}
+		if p, ok := lastSeq[sk]; rec.Seq > 1 && (!ok || p != rec.Seq-1) {
+			need = append(need, entryKey{rec.Tenant, rec.Session, rec.Seq - 1})
+		}
+		lastSeq[sk] = rec.Seq
+	}
+	stored, err := s.auditHashes(ctx, need)
+	if err != nil {
+		return nil, err
+	}
+
+	var (
+		audits   = make([]pgstore.AuditEntry, 0, len(b.Records))
+		msgs     []pgstore.Message
+		receipts []pgstore.Receipt
+		applied  []appliedReceipt
+		inBatch  = map[entryKey]storedMessage{}
+		chain    = map[sessionKey]chainLink{}
+		broken   = map[sessionKey]bool{}
+	)
+	for i := range b.Records {
+		rec := &b.Records[i]
+		sk := sessionKey{rec.Tenant, rec.Session}
+		last, seen := chain[sk]
+		if seen && rec.Seq <= last.seq {
+			s.flagBroken(ctx, n, rec, "seq repeats or goes backwards within the batch", broken, ans)
+			continue
+		}
+		var prev []byte
+		switch {
+		case rec.Seq == 1:
+			prev = audit.Genesis
+		case seen && last.seq == rec.Seq-1:
+			prev = last.hash
+		default:
+			prev = stored[entryKey{rec.Tenant, rec.Session, rec.Seq - 1}]
+		}
+		chain[sk] = chainLink{rec.Seq, rec.Hash}
+		a := pgstore.AuditEntry{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, PrevHash: prev,
+			Hash: rec.Hash, Entry: rec.Frame, CreatedAt: now}
+		if prev == nil {
+			a.ChainBroken = true
+			s.flagBroken(ctx, n, rec, "the previous entry is not stored (lost, or not synced yet)", broken, ans)
+		} else if _, err := audit.Verify(rec.Session, prev, []audit.Entry{{Seq: rec.Seq, Hash: rec.Hash, Frame: rec.Frame}}); err != nil {
+			a.ChainBroken = true
+			s.flagBroken(ctx, n, rec, "the recorded hash does not match the entry", broken, ans)
+		}
+		audits = append(audits, a)
+		if a.ChainBroken {
+			continue // kept as evidence in audit_log only, never as a valid message or receipt
+		}
+		m, rc, ok := s.rowsOf(ctx, n, rec, now)
+		switch {
+		case !ok:
+		case m != nil:
+			msgs = append(msgs, *m)
+			inBatch[entryKey{rec.Tenant, rec.Session, rec.Seq}] = storedMessage{kind: m.Kind, payload: m.Payload}
+		case rc != nil:
+			receipts = append(receipts, *rc)
+			if wire.Stage(rc.Stage) == wire.StageApplied {
+				applied = append(applied, appliedReceipt{msg: entryKey{rec.Tenant, rec.Session, rc.RefSeq}})
+			}
+		}
+	}
+
+	if ans.Inserted, err = s.st.IngestAudit(ctx, audits); err != nil {
+		return nil, err
+	}
+	if ans.Messages, err = s.st.IngestMessages(ctx, msgs); err != nil {
+		return nil, err
+	}
+	if ans.Receipts, err = s.st.IngestReceipts(ctx, receipts); err != nil {
+		return nil, err
+	}
+	s.m.syncRows.WithLabelValues("audit_log").Add(float64(ans.Inserted))
+	s.m.syncRows.WithLabelValues("messages").Add(float64(ans.Messages))
+	s.m.syncRows.WithLabelValues("receipts").Add(float64(ans.Receipts))
+	if ans.ConfigConflicts, err = s.advanceConfigs(ctx, applied, inBatch); err != nil {
+		return nil, err
+	}
+	return ans, nil
+}
+
+// flagBroken records that rec's chain does not verify.
+func (s *Server) flagBroken(ctx context.Context, n *pgstore.Node, rec *syncproto.Record, reason string, broken map[sessionKey]bool, ans *syncAnswer) {
+	s.m.syncBroken.Inc()
+	s.log.WarnContext(ctx, "audit chain broken: entry flagged, not stored as valid", "relay", n.ID,
+		"tenant", rec.Tenant, "session", rec.Session, "seq", rec.Seq, "reason", reason)
+	sk := sessionKey{rec.Tenant, rec.Session}
+	if !broken[sk] {
+		broken[sk] = true
+		ans.Broken = append(ans.Broken, rec.Session)
+	}
+}
+
+// rowsOf turns a verified log entry into a message (DELIVER) or a receipt
+// (RECEIPT). ok is false for entries that are neither (they stay in
+// audit_log only), logged without their content.
+func (s *Server) rowsOf(ctx context.Context, n *pgstore.Node, rec *syncproto.Record, now time.Time) (*pgstore.Message, *pgstore.Receipt, bool) {
+	skip := func(why string) (*pgstore.Message, *pgstore.Receipt, bool) {
+		s.log.WarnContext(ctx, "synced entry kept in the audit log only", "relay", n.ID, "tenant", rec.Tenant,
+			"session", rec.Session, "seq", rec.Seq, "reason", why)
+		return nil, nil, false
+	}
+	f, err := wire.Decode(rec.Frame, syncproto.MaxFrameLen)
+	if err != nil {
+		return skip("frame does not decode")
+	}
+	if f.Sender == "" || !storableID(f.Sender) {
+		return skip("frame has no storable sender")
+	}
+	switch f.Type {
+	case wire.TypeDeliver:
+		return &pgstore.Message{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, Sender: f.Sender,
+			Kind: uint16(f.Kind), ClientID: storableText(f.ClientID), Payload: f.Payload, CreatedAt: now}, nil, true
+	case wire.TypeReceipt:
+		if f.RefSeq == 0 || f.Stage == 0 {
+			return skip("receipt without ref_seq or stage")
+		}
+		return nil, &pgstore.Receipt{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, RefSeq: f.RefSeq,
+			Stage: uint8(f.Stage), Reason: storableText(f.Reason), Acker: f.Sender, CreatedAt: now}, true
+	}
+	return skip(fmt.Sprintf("frame type %v is neither DELIVER nor RECEIPT", f.Type))
+}
+
+// advanceConfigs advances, in batch order, the device config of every
+// applied config command (compare-and-set on its base version, recorded
+// with the session message so a replay is recognised). It returns the
+// sessions whose command conflicted with Postgres.
+func (s *Server) advanceConfigs(ctx context.Context, applied []appliedReceipt, inBatch map[entryKey]storedMessage) ([]string, error) {
+	if len(applied) == 0 {
+		return nil, nil
+	}
+	var missing []entryKey
+	for _, a := range applied {
+		if _, ok := inBatch[a.msg]; !ok {
+			missing = append(missing, a.msg)
+		}
+	}
+	earlier, err := s.messages(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	devices := map[sessionKey]string{}
+	var conflicts []string
+	for _, a := range applied {
+		msg, ok := inBatch[a.msg]
+		if !ok {
+			msg, ok = earlier[a.msg]
+		}
+		if !ok {
+			s.m.configAdvance.WithLabelValues("skipped").Inc()
+			s.log.WarnContext(ctx, "applied receipt for a message controld does not have (broken chain?)",
+				"tenant", a.msg.tenant, "session", a.msg.session, "ref_seq", a.msg.seq)
+			continue
+		}
+		if wire.Kind(msg.kind) != wire.KindConfig {
+			continue
+		}
+		cfg, err := wire.DecodeConfig(msg.payload)
+		if err != nil {
+			s.m.configAdvance.WithLabelValues("skipped").Inc()
+			s.log.WarnContext(ctx, "applied config command does not decode", "tenant", a.msg.tenant, "session", a.msg.session, "seq", a.msg.seq)
+			continue
+		}
+		sk := sessionKey{a.msg.tenant, a.msg.session}
+		serial, ok := devices[sk]
+		if !ok {
+			x, err := s.st.Session(ctx, sk.tenant, sk.session)
+			switch {
+			case errors.Is(err, pgstore.ErrNotFound):
+			case err != nil:
+				return nil, err
+			default:
+				serial = x.DeviceSerial
+			}
+			devices[sk] = serial
+		}
+		if serial == "" {
+			s.m.configAdvance.WithLabelValues("skipped").Inc()
+			s.log.WarnContext(ctx, "applied config command in a session controld knows no device of", "tenant", sk.tenant, "session", sk.session, "seq", a.msg.seq)
+			continue
+		}
+		params := make(map[string]int64, len(cfg.Params))
+		for _, p := range cfg.Params {
+			params[p.Name] = p.Value
+		}
+		cur, err := s.st.AdvanceDeviceConfig(ctx, pgstore.ConfigChange{TenantID: sk.tenant, Serial: serial, Base: cfg.BaseVersion,
+			Params: params, SessionID: sk.session, Seq: a.msg.seq})
+		switch {
+		case errors.Is(err, pgstore.ErrConflict):
+			s.m.configAdvance.WithLabelValues("conflict").Inc()
+			s.log.WarnContext(ctx, "applied config command conflicts with the device version in Postgres", "tenant", sk.tenant,
+				"session", sk.session, "seq", a.msg.seq, "serial", serial, "base", cfg.BaseVersion, "current", cur.Version)
+			if !slices.Contains(conflicts, sk.session) {
+				conflicts = append(conflicts, sk.session)
+			}
+		case errors.Is(err, pgstore.ErrNotFound):
+			s.m.configAdvance.WithLabelValues("skipped").Inc()
+			s.log.WarnContext(ctx, "applied config command for a device that does not exist", "tenant", sk.tenant, "serial", serial)
+		case err != nil:
+			return nil, err
+		default:
+			s.m.configAdvance.WithLabelValues("advanced").Inc()
+		}
+	}
+	return conflicts, nil
+}

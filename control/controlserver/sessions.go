@@ -1,0 +1,209 @@
+package controlserver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/stapes-relay/stapes/control/pgstore"
+	"github.com/stapes-relay/stapes/token"
+)
+
+type deviceView struct {
+	Serial        string `json:"serial"`
+	Model         string `json:"model"`
+	Firmware      string `json:"firmware"`
+	ConfigVersion uint64 `json:"config_version"`
+}
+
+func viewDevice(d pgstore.Device) deviceView {
+	return deviceView{Serial: d.Serial, Model: d.Model, Firmware: d.Firmware, ConfigVersion: d.ConfigVersion}
+}
+
+type patientView struct {
+	ID          string       `json:"id"`
+	DisplayName string       `json:"display_name,omitempty"`
+	Devices     []deviceView `json:"devices"`
+}
+
+// patients lists the clinician's patients in care with their devices.
+func (s *Server) patients(w http.ResponseWriter, r *http.Request, a *clinicianAuth) error {
+	ps, err := s.st.ClinicianPatients(r.Context(), a.claims.Tenant, a.claims.Clinician)
+	if err != nil {
+		return s.storeError(r, "patients", err)
+	}
+	out := make([]patientView, 0, len(ps))
+	for _, p := range ps {
+		v := patientView{ID: p.ID, DisplayName: p.DisplayName, Devices: make([]deviceView, 0, len(p.Devices))}
+		for _, d := range p.Devices {
+			v.Devices = append(v.Devices, viewDevice(d))
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"patients": out})
+	return nil
+}
+
+type sessionRequest struct {
+	PatientID    string `json:"patient_id"`
+	DeviceSerial string `json:"device_serial,omitempty"`
+	Mode         string `json:"mode,omitempty"`   // "advanced" (default) or "standard"
+	Region       string `json:"region,omitempty"` // preferred relay region
+}
+
+type relayView struct {
+	ID      string `json:"id"`
+	Region  string `json:"region"`
+	WSURL   string `json:"ws_url"`
+	QUICURL string `json:"quic_url,omitempty"`
+}
+
+type sessionAnswer struct {
+	SessionID      string      `json:"session_id"`
+	Mode           string      `json:"mode"`
+	Relay          relayView   `json:"relay"`
+	ClinicianToken string      `json:"clinician_token"`
+	PatientToken   string      `json:"patient_token"`
+	KeyID          string      `json:"kid"`
+	ExpiresAt      time.Time   `json:"expires_at"`
+	Device         *deviceView `json:"device,omitempty"`
+}
+
+// createSession creates a fitting session for a patient in the
+// clinician's care, places it on a relay and mints a session token for
+// each side.
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinicianAuth) error {
+	ctx := r.Context()
+	var req sessionRequest
+	if err := decodeJSON(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+		return err
+	}
+	if err := required("patient_id", req.PatientID); err != nil {
+		return err
+	}
+	switch req.Mode {
+	case "":
+		req.Mode = pgstore.ModeAdvanced
+	case pgstore.ModeAdvanced, pgstore.ModeStandard:
+	default:
+		return badRequest("mode must be %q or %q", pgstore.ModeAdvanced, pgstore.ModeStandard)
+	}
+	tenant, clinician := a.claims.Tenant, a.claims.Clinician
+	if _, err := s.st.Patient(ctx, tenant, req.PatientID); err != nil {
+		return s.storeError(r, "patient", err)
+	}
+	inCare, err := s.st.InCare(ctx, tenant, clinician, req.PatientID)
+	if err != nil {
+		return s.storeError(r, "care relationship", err)
+	}
+	if !inCare {
+		s.log.InfoContext(ctx, "session refused: patient not in care", "tenant", tenant, "clinician", clinician,
+			"patient", req.PatientID, "request_id", requestID(ctx))
+		return forbidden("not_in_care", "the patient is not in your care")
+	}
+	var dev *pgstore.Device
+	if req.DeviceSerial != "" {
+		d, err := s.st.Device(ctx, tenant, req.DeviceSerial)
+		if err != nil && !errors.Is(err, pgstore.ErrNotFound) {
+			return s.storeError(r, "device", err)
+		}
+		if err != nil || d.PatientID != req.PatientID {
+			return forbidden("device_not_assigned", "the device is not assigned to the patient")
+		}
+		dev = &d
+	}
+	node, err := s.pickRelay(ctx, tenant, req.Region)
+	if errors.Is(err, ErrNoRelay) {
+		return errorf(http.StatusServiceUnavailable, "no_relay", "no live relay can take the session now; retry later")
+	} else if err != nil {
+		return s.storeError(r, "relays", err)
+	}
+	signer, err := s.keys.signer(ctx)
+	if err != nil {
+		s.log.ErrorContext(ctx, "no signing key", "err", err)
+		return unavailable
+	}
+	x := pgstore.Session{TenantID: tenant, ID: "ses-" + rand.Text(), ClinicianID: clinician, PatientID: req.PatientID,
+		DeviceSerial: req.DeviceSerial, RelayNodeID: node.ID, Mode: req.Mode}
+	x, err = s.st.CreateSession(ctx, x)
+	switch {
+	case errors.Is(err, pgstore.ErrNotInCare): // care ended meanwhile
+		return forbidden("not_in_care", "the patient is not in your care")
+	case errors.Is(err, pgstore.ErrDeviceNotAssigned):
+		return forbidden("device_not_assigned", "the device is not assigned to the patient")
+	case err != nil:
+		return s.storeError(r, "session", err)
+	}
+	now := s.cfg.Now()
+	base := token.Claims{Tenant: tenant, Session: x.ID, IssuedAt: now.Unix(), Expiry: now.Add(s.cfg.SessionTokenTTL).Unix()}
+	if dev != nil {
+		base.Device, base.Model = dev.Serial, dev.Model
+	}
+	ct, pt := base, base
+	ct.Subject, ct.Role, ct.ID = clinician, token.RoleClinician, rand.Text()
+	pt.Subject, pt.Role, pt.ID = req.PatientID, token.RolePatient, rand.Text()
+	ctok, err := signer.Sign(ct)
+	if err != nil {
+		return err
+	}
+	ptok, err := signer.Sign(pt)
+	if err != nil {
+		return err
+	}
+	s.m.sessions.Inc()
+	s.log.InfoContext(ctx, "session created", "tenant", tenant, "session", x.ID, "clinician", clinician,
+		"patient", req.PatientID, "relay", node.ID, "kid", signer.KeyID(), "request_id", requestID(ctx))
+	ans := sessionAnswer{SessionID: x.ID, Mode: x.Mode, ClinicianToken: string(ctok), PatientToken: string(ptok),
+		KeyID: signer.KeyID(), ExpiresAt: time.Unix(base.Expiry, 0).UTC(),
+		Relay: relayView{ID: node.ID, Region: node.Region, WSURL: node.Addresses["ws"], QUICURL: node.Addresses["quic"]}}
+	if dev != nil {
+		v := viewDevice(*dev)
+		ans.Device = &v
+	}
+	writeJSON(w, http.StatusCreated, ans)
+	return nil
+}
+
+// nominalCapacity stands in for the capacity of a relay that reports none.
+const nominalCapacity = 1000
+
+// pickRelay returns the least-loaded live relay the tenant may use — a
+// heartbeat within RelayLiveness, not draining, below its capacity, with
+// a WebSocket address — preferring region when one is named. Load is
+// load/capacity. (Placement by the clinician↔patient path comes later.)
+func (s *Server) pickRelay(ctx context.Context, tenant, region string) (pgstore.Node, error) {
+	nodes, err := s.st.Nodes(ctx, tenant)
+	if err != nil {
+		return pgstore.Node{}, err
+	}
+	now := s.cfg.Now()
+	var best *pgstore.Node
+	var bestScore float64
+	bestInRegion := false
+	for i := range nodes {
+		n := &nodes[i]
+		if !s.live(n, now) || n.Addresses["ws"] == "" || (n.Capacity > 0 && n.Load >= n.Capacity) {
+			continue
+		}
+		capacity := n.Capacity
+		if capacity == 0 {
+			capacity = nominalCapacity
+		}
+		score := float64(n.Load) / float64(capacity)
+		inRegion := region != "" && n.Region == region
+		if best == nil || (inRegion && !bestInRegion) || (inRegion == bestInRegion && score < bestScore) {
+			best, bestScore, bestInRegion = n, score, inRegion
+		}
+	}
+	if best == nil {
+		return pgstore.Node{}, ErrNoRelay
+	}
+	return *best, nil
+}
+
+// live reports whether n heartbeated recently and is not draining.
+func (s *Server) live(n *pgstore.Node, now time.Time) bool {
+	return n.LastHeartbeat != nil && now.Sub(*n.LastHeartbeat) <= s.cfg.RelayLiveness && !n.Draining
+}
