@@ -5,5 +5,5 @@ import "errors"
 // Errors.
 var (
 	ErrConfig   = errors.New("control: invalid config")
-	ErrRejected = errors.New("control: control plane rejected the batch")
+	ErrRejected = errors.New("control: control plane refused the request")
 )

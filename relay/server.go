@@ -83,6 +83,13 @@ func (s *Server) tickEvery() time.Duration {
 	return max(min(s.cfg.PingInterval, s.cfg.HelloTimeout)/4, 10*time.Millisecond)
 }
 
+// Load is the number of open client connections.
+func (s *Server) Load() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Ready reports whether the relay admits new sessions.
 func (s *Server) Ready() bool { return !s.draining.Load() && !s.closed.Load() }
 

@@ -36,6 +36,7 @@ type options struct {
 	delay          time.Duration
 	controlURL     string
 	credFile       string
+	advertise      string
 }
 
 const usageHead = `relayd runs one stapes relay node.
@@ -62,7 +63,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", ":8443", "address for WebSocket (TCP) and QUIC (UDP), same port")
 	fs.StringVar(&o.opsAddr, "ops", "127.0.0.1:9090", "ops address: /metrics, /healthz, /readyz, pprof")
 	fs.StringVar(&o.dataDir, "data", "./stapes-data", "Pebble data directory (created if missing)")
-	fs.StringVar(&o.keyring, "keyring", "", "token verification keyring JSON (from 'stapes keygen'); required")
+	fs.StringVar(&o.keyring, "keyring", "", "token verification keyring JSON (from 'stapes keygen'); required unless --control-url serves the keys")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate PEM; without it a self-signed one is generated for local use")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key PEM, with --tls-cert")
 	fs.StringVar(&o.certOut, "self-signed-out", "", "where to write the generated self-signed certificate PEM (default DATA/relay-cert.pem)")
@@ -83,6 +84,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed to connect (default same origin)")
 	fs.StringVar(&o.controlURL, "control-url", "", "controld base URL (https://host:port) to sync session logs to; empty: no sync")
 	fs.StringVar(&o.credFile, "node-credential-file", "", "file with this relay's node credential for controld (with --control-url)")
+	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, localhost for an empty host)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
 	if err := applyEnv(fs); err != nil {
 		return nil, err
@@ -98,8 +100,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.keyring == "" {
-		return nil, errors.New("--keyring is required (create one with 'stapes keygen --out DIR')")
+	if o.keyring == "" && o.controlURL == "" {
+		return nil, errors.New("--keyring is required unless --control-url is set (create one with 'stapes keygen --out DIR')")
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")

@@ -43,9 +43,12 @@ func run(args []string, stderr io.Writer) int {
 }
 
 func serve(o *options, log *slog.Logger) error {
-	kr, err := token.LoadKeyring(o.keyring)
-	if err != nil {
-		return fmt.Errorf("loading --keyring %s: %w (create one with 'stapes keygen --out DIR')", o.keyring, err)
+	kr := token.NewKeyring()
+	if o.keyring != "" {
+		var err error
+		if kr, err = token.LoadKeyring(o.keyring); err != nil {
+			return fmt.Errorf("loading --keyring %s: %w (create one with 'stapes keygen --out DIR')", o.keyring, err)
+		}
 	}
 	limits, err := loadLimits(o.limits)
 	if err != nil {
@@ -94,11 +97,11 @@ func serve(o *options, log *slog.Logger) error {
 	}
 	defer ops.Close()
 
-	stopSync, err := startSync(o, st, reg, log)
+	stopControl, err := startControl(o, st, srv, kr, tcp.Addr().String(), reg, log)
 	if err != nil {
 		return err
 	}
-	defer stopSync()
+	defer stopControl()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(tcp, udp, tlsConf) }()
