@@ -58,6 +58,7 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		msgs     []pgstore.Message
 		receipts []pgstore.Receipt
 		applied  []appliedReceipt
+		started  []sessionKey // sessions whose first entry is in the batch
 		inBatch  = map[entryKey]storedMessage{}
 		chain    = map[sessionKey]chainLink{}
 		broken   = map[sessionKey]bool{}
@@ -93,6 +94,9 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		if a.ChainBroken {
 			continue // kept as evidence in audit_log only, never as a valid message or receipt
 		}
+		if rec.Seq == 1 {
+			started = append(started, sk)
+		}
 		m, rc, ok := s.rowsOf(ctx, n, rec, now)
 		switch {
 		case !ok:
@@ -121,6 +125,13 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 	s.m.syncRows.WithLabelValues("receipts").Add(float64(ans.Receipts))
 	if ans.ConfigConflicts, err = s.advanceConfigs(ctx, applied, inBatch); err != nil {
 		return nil, err
+	}
+	for _, sk := range started {
+		// The session's first entry: it is active, on this relay. (A
+		// session controld did not create is none of its business.)
+		if _, err := s.st.SetSessionState(ctx, sk.tenant, sk.session, pgstore.StateActive, n.ID); err != nil && !errors.Is(err, pgstore.ErrNotFound) {
+			return nil, err
+		}
 	}
 	return ans, nil
 }

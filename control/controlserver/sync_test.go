@@ -198,6 +198,9 @@ func TestSyncFromRelayExactlyOnce(t *testing.T) {
 	if err != nil || dc.Version != 1 || dc.Params["gain.l.2k"] != 20 {
 		t.Fatalf("device config = %+v, %v; want version 1 with gain.l.2k 20", dc, err)
 	}
+	if x, err := s.st.Session(ctxT(t), "t1", a.SessionID); err != nil || x.State != "active" || x.RelayNodeID != "relay-a" {
+		t.Fatalf("session row after sync = %+v, %v; want active on relay-a", x, err)
+	}
 	var inserted int64
 	s.rec.mu.Lock()
 	bodies, answers := slices.Clone(s.rec.bodies), slices.Clone(s.rec.answers)
