@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stapes-relay/stapes/control/pglocal/pgtest"
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as controld: with CONTROLD_CHILD=1 it runs
@@ -27,7 +28,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CONTROLD_CHILD") == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(pgtest.Run(m))
+	code := pgtest.Run(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			println(err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func controld(args ...string) (code int, stdout, stderr string) {
@@ -80,7 +88,8 @@ func TestMigrateTwice(t *testing.T) {
 type child struct {
 	cmd   *exec.Cmd
 	ready chan readyLine
-	exit  chan error
+	done  chan struct{} // closed when the process has exited and been reaped
+	err   error         // its exit status, once done is closed
 }
 
 type readyLine struct{ api, ops string }
@@ -96,7 +105,7 @@ func startControld(t *testing.T, args ...string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, ready: make(chan readyLine, 1), exit: make(chan error, 1)}
+	c := &child{cmd: cmd, ready: make(chan readyLine, 1), done: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -112,12 +121,12 @@ func startControld(t *testing.T, args ...string) *child {
 				t.Logf("controld: %s", sc.Bytes())
 			}
 		}
-		c.exit <- cmd.Wait()
+		c.err = cmd.Wait()
+		close(c.done)
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
+		_ = cmd.Process.Kill() // fails harmlessly if it has exited
+		<-c.done
 	})
 	return c
 }
@@ -127,8 +136,8 @@ func (c *child) waitReady(t *testing.T) readyLine {
 	select {
 	case r := <-c.ready:
 		return r
-	case err := <-c.exit:
-		t.Fatalf("controld exited before it was ready: %v", err)
+	case <-c.done:
+		t.Fatalf("controld exited before it was ready: %v", c.err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("controld did not become ready")
 	}
@@ -207,9 +216,9 @@ func TestServeAndSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-c.exit:
-		if err != nil {
-			t.Fatalf("controld exited with %v after SIGTERM, want 0", err)
+	case <-c.done:
+		if c.err != nil {
+			t.Fatalf("controld exited with %v after SIGTERM, want 0", c.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("controld did not exit after SIGTERM")
