@@ -317,3 +317,54 @@ func TestSyncTamperedEntry(t *testing.T) {
 		t.Fatalf("stored messages %v, want [1 2 4]: the tampered one must not be stored as valid", seqs)
 	}
 }
+
+// TestRelayAdmissionWithControldTokens: a relay that takes its keys from
+// controld (control.Directory) admits controld's session tokens and
+// refuses them for another session, once expired, and once their kid is
+// revoked.
+func TestRelayAdmissionWithControldTokens(t *testing.T) {
+	s := newStack(t)
+	a, cl, pt := s.session() // admitted
+	cl.Close()
+	pt.Close()
+	kr, _ := s.keyring(s.cred)
+	dir, err := control.NewDirectory(control.DirectoryConfig{URL: s.hs.URL, Credential: s.cred, Keyring: kr,
+		Addresses: map[string]string{"ws": s.relay.WSURL}, HTTPClient: s.hs.Client(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.relay.Stop()
+	s.relay = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) { c.Auth = kr; c.RelayID = "relay-a"; c.Logger = quiet() }})
+	if err := dir.Register(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(tok, session string) wire.Code {
+		t.Helper()
+		c := relaytest.Dial(t, s.relay, "ws")
+		defer c.Close()
+		c.Send(&wire.Frame{Type: wire.TypeHello, Token: []byte(tok), MinVersion: 1, MaxVersion: 1, Session: session})
+		code, closed := c.ClosedWith(5 * time.Second)
+		if !closed {
+			t.Fatalf("HELLO was not refused")
+		}
+		return code
+	}
+	if code := refused(a.ClinicianToken, "another-session"); code != wire.CodeForbidden {
+		t.Errorf("token for another session: code %v, want forbidden", code)
+	}
+
+	late := newEnvOn(t, s.env, func(c *Config) { c.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) } })
+	var old sessionAnswer
+	late.must(http.StatusCreated, "POST", "/v1/sessions", late.login("t1"), map[string]any{"patient_id": "p1"}, &old)
+	if code := refused(old.PatientToken, ""); code != wire.CodeExpired {
+		t.Errorf("expired token: code %v, want expired", code)
+	}
+
+	s.must(http.StatusOK, "POST", "/v1/operator/signing-keys/"+a.KeyID+"/revoke", testOperator, nil, nil)
+	if err := dir.RefreshKeys(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if code := refused(a.PatientToken, ""); code != wire.CodeUnauthorized {
+		t.Errorf("token of a revoked kid: code %v, want unauthorized", code)
+	}
+}
