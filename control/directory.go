@@ -120,6 +120,9 @@ func (d *Directory) Run(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+	if err := d.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+		d.log.Warn("heartbeat to controld failed", "err", err)
+	}
 	for {
 		if err := d.RefreshKeys(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("refreshing token keys failed; keeping the current ones", "err", err)

@@ -19,14 +19,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stapes-relay/stapes/relay/client"
 	"github.com/stapes-relay/stapes/token"
 )
 
 func init() {
 	register(verb{
 		name:    "demo",
-		summary: "run the whole system locally: relayd, a simulated patient and a clinician",
-		usage:   "[--dir DIR] [--listen ADDR] [--commands N | --forever]",
+		summary: "run the whole system locally: Postgres, controld, relayd, a simulated patient and a clinician",
+		usage:   "[--dir DIR] [--listen ADDR] [--api ADDR] [--commands N | --forever] [--relay-only]",
 		flags: func(fs *flag.FlagSet) runFunc {
 			d := &demoCmd{}
 			fs.StringVar(&d.dir, "dir", ".stapes-demo", "working `DIR`: keys, relay data, logs")
@@ -35,6 +36,10 @@ func init() {
 			fs.IntVar(&d.commands, "commands", 10, "config commands the clinician sends")
 			fs.BoolVar(&d.forever, "forever", false, "keep sending until interrupted")
 			fs.StringVar(&d.relayd, "relayd", "", "relayd binary (default: next to this stapes binary, then $PATH)")
+			fs.StringVar(&d.controld, "controld", "", "controld binary (default: next to this stapes binary, then $PATH)")
+			fs.StringVar(&d.api, "api", "127.0.0.1:8080", "controld API address (plain HTTP, local only); a busy port is replaced by a free one")
+			fs.StringVar(&d.apiOps, "api-ops", "127.0.0.1:9091", "controld ops address")
+			fs.BoolVar(&d.relayOnly, "relay-only", false, "run relayd with dev keys and no control plane (no Postgres, no controld)")
 			return d.run
 		},
 	})
@@ -42,8 +47,9 @@ func init() {
 
 type demoCmd struct {
 	dir, listen, ops, relayd string
+	controld, api, apiOps    string
 	commands                 int
-	forever                  bool
+	forever, relayOnly       bool
 }
 
 func (d *demoCmd) run(ctx context.Context, e *env) error {
@@ -56,6 +62,9 @@ func (d *demoCmd) run(ctx context.Context, e *env) error {
 	out := &lineWriter{w: e.stdout}
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return err
+	}
+	if !d.relayOnly {
+		return d.runFull(ctx, e, out)
 	}
 	keyFile := filepath.Join(d.dir, "signing-key.json")
 	keyring := filepath.Join(d.dir, "keyring.json")
@@ -74,7 +83,7 @@ func (d *demoCmd) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	rd, err := startDemoRelay(ctx, bin, d.dir, addr, opsAddr, keyring, out)
+	rd, cert, err := startDemoRelay(ctx, bin, d.dir, addr, opsAddr, []string{"--keyring", keyring}, out)
 	if err != nil {
 		return err
 	}
@@ -84,7 +93,7 @@ func (d *demoCmd) run(ctx context.Context, e *env) error {
 	// config v0, and the relay keeps device state across runs.
 	suffix := strings.ToLower(rand.Text()[:6])
 	session := "demo-" + suffix
-	cf := connFlags{key: keyFile, tenant: "demo-clinic", session: session, device: "HA-" + suffix, model: "demo-ric", cert: rd.cert}
+	cf := connFlags{key: keyFile, tenant: "demo-clinic", session: session, device: "HA-" + suffix, model: "demo-ric", cert: cert}
 	out.printf("session %s: patient over QUIC, clinician over WebSocket", session)
 	out.printf("ops: http://%s/metrics  http://%s/readyz", opsAddr, opsAddr)
 
@@ -98,16 +107,42 @@ func (d *demoCmd) run(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
+	res, err := d.runSims(ctx, e, pcfg, ccfg, 0)
+	if err != nil {
+		return err
+	}
+	return d.report(ctx, res, opsAddr, out)
+}
+
+// report prints the outcome and the relay's metrics.
+func (d *demoCmd) report(ctx context.Context, res clinResult, opsAddr string, out *lineWriter) error {
+	out.printf("done: %d applied, %d rejected by the hearing aid, %d refused by the relay", res.applied, res.rejected, res.refused)
+	printDemoMetrics(opsAddr, out)
+	if ctx.Err() == nil && !d.forever && res.applied == 0 {
+		return errors.New("no command was applied; see " + filepath.Join(d.dir, "relayd.log"))
+	}
+	return nil
+}
+
+// runSims runs the simulated patient (in the background) and clinician
+// until the clinician has sent its commands.
+// aidVersion is the config version the simulated hearing aid starts at.
+func (d *demoCmd) runSims(ctx context.Context, e *env, pcfg, ccfg client.Config, aidVersion uint64) (clinResult, error) {
 	pctx, stopPatient := context.WithCancel(ctx)
 	defer stopPatient()
 	var wg sync.WaitGroup
 	var perr error
+	p := &patientSim{bleDelay: 40 * time.Millisecond, telemetry: time.Second, version: aidVersion, ready: make(chan struct{})}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p := &patientSim{bleDelay: 40 * time.Millisecond, telemetry: time.Second}
 		perr = p.run(pctx, pcfg, &lineWriter{w: e.stdout, prefix: "[patient]   "})
 	}()
+	select { // the patient's app is online before the clinician starts
+	case <-p.ready:
+	case <-ctx.Done():
+	case <-time.After(15 * time.Second):
+	}
 	n := d.commands
 	if d.forever {
 		n = 0
@@ -117,17 +152,12 @@ func (d *demoCmd) run(ctx context.Context, e *env) error {
 	stopPatient()
 	wg.Wait()
 	if cerr != nil && ctx.Err() == nil {
-		return fmt.Errorf("clinician: %w", cerr)
+		return res, fmt.Errorf("clinician: %w", cerr)
 	}
 	if perr != nil && ctx.Err() == nil && !errors.Is(perr, context.Canceled) {
-		return fmt.Errorf("patient: %w", perr)
+		return res, fmt.Errorf("patient: %w", perr)
 	}
-	out.printf("done: %d applied, %d rejected by the hearing aid, %d refused by the relay", res.applied, res.rejected, res.refused)
-	printDemoMetrics(opsAddr, out)
-	if ctx.Err() == nil && !d.forever && res.applied == 0 {
-		return errors.New("no command was applied; see " + filepath.Join(d.dir, "relayd.log"))
-	}
-	return nil
+	return res, nil
 }
 
 // demoKeys creates a dev signing key and keyring once.
@@ -145,19 +175,23 @@ func demoKeys(keyFile, keyring string) error {
 	return token.WriteSignerFile(keyFile, kid, priv)
 }
 
-func (d *demoCmd) relaydPath() (string, error) {
-	if d.relayd != "" {
-		return d.relayd, nil
+func (d *demoCmd) relaydPath() (string, error) { return binPath(d.relayd, "relayd") }
+
+// binPath finds a sibling binary: the flag's value, next to this stapes
+// binary, or on $PATH.
+func binPath(flagValue, name string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
 	}
 	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), "relayd")
+		p := filepath.Join(filepath.Dir(self), name)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	p, err := exec.LookPath("relayd")
+	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", errors.New("relayd binary not found next to stapes or in $PATH; run 'make build' (or pass --relayd)")
+		return "", fmt.Errorf("%s binary not found next to stapes or in $PATH; run 'make build' (or pass --%s)", name, name)
 	}
 	return p, nil
 }
@@ -187,69 +221,84 @@ func freeAddr(addr string) (string, error) {
 	return "", fmt.Errorf("no free port on %s", host)
 }
 
-// demoRelay is the relayd child process.
-type demoRelay struct {
+// child is a process the demo started; it is stopped by its pid.
+type child struct {
+	name string
 	cmd  *exec.Cmd
-	cert string
 	done chan error
 }
 
-func startDemoRelay(ctx context.Context, bin, dir, addr, ops, keyring string, out *lineWriter) (*demoRelay, error) {
-	cert := filepath.Join(dir, "relay-cert.pem")
-	os.Remove(cert)
-	logPath := filepath.Join(dir, "relayd.log")
+// startChild starts bin with args, logging to logPath, and waits until
+// ready reports true (or the process exits, or 20 s pass).
+func startChild(ctx context.Context, name, bin string, args []string, logPath string, ready func() bool, out *lineWriter) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--listen", addr, "--ops", ops, "--data", filepath.Join(dir, "relay-data"),
-		"--keyring", keyring, "--self-signed-out", cert, "--relay-id", "demo-relay")
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches us, and we drain it
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches us, and we stop it in order
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("starting relayd: %w", err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	rd := &demoRelay{cmd: cmd, cert: cert, done: make(chan error, 1)}
-	go func() { rd.done <- cmd.Wait(); logf.Close() }()
-	out.printf("relayd pid %d on %s (WebSocket + QUIC), logs in %s", cmd.Process.Pid, addr, logPath)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(cert); err == nil {
-			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-				c.Close()
-				return rd, nil
-			}
-		}
+	c := &child{name: name, cmd: cmd, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait(); logf.Close() }()
+	out.printf("%s pid %d, logs in %s", name, cmd.Process.Pid, logPath)
+	deadline := time.Now().Add(20 * time.Second)
+	for !ready() {
 		select {
-		case err := <-rd.done:
-			return nil, fmt.Errorf("relayd exited at start (%v); see %s", err, logPath)
+		case err := <-c.done:
+			c.done <- err
+			return nil, fmt.Errorf("%s exited at start (%v); see %s", name, err, logPath)
 		case <-ctx.Done():
-			rd.stop(out)
+			c.stop(out)
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			rd.stop(out)
-			return nil, fmt.Errorf("relayd did not start within 15s; see %s", logPath)
+			c.stop(out)
+			return nil, fmt.Errorf("%s did not start within 20s; see %s", name, logPath)
 		}
 	}
+	return c, nil
 }
 
-// stop drains relayd with SIGTERM, then kills it by pid if it lingers.
-func (rd *demoRelay) stop(out *lineWriter) {
-	if rd.cmd.Process.Signal(syscall.SIGTERM) != nil {
+// stop sends SIGTERM (relayd drains), then kills by pid if it lingers.
+func (c *child) stop(out *lineWriter) {
+	if c.cmd.Process.Signal(syscall.SIGTERM) != nil {
 		return
 	}
 	select {
-	case <-rd.done:
-		out.printf("relayd drained and stopped")
+	case err := <-c.done:
+		c.done <- err
+		out.printf("%s stopped", c.name)
 	case <-time.After(10 * time.Second):
-		rd.cmd.Process.Kill()
-		<-rd.done
-		out.printf("relayd killed after 10s")
+		c.cmd.Process.Kill()
+		c.done <- <-c.done
+		out.printf("%s killed after 10s", c.name)
 	}
-	rd.done <- nil
+}
+
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
+// startDemoRelay starts relayd on addr; extra are more flags.
+func startDemoRelay(ctx context.Context, bin, dir, addr, ops string, extra []string, out *lineWriter) (*child, string, error) {
+	cert := filepath.Join(dir, "relay-cert.pem")
+	os.Remove(cert)
+	args := append([]string{"--listen", addr, "--ops", ops, "--data", filepath.Join(dir, "relay-data"),
+		"--self-signed-out", cert, "--relay-id", "demo-relay"}, extra...)
+	c, err := startChild(ctx, "relayd", bin, args, filepath.Join(dir, "relayd.log"), func() bool {
+		_, err := os.Stat(cert)
+		return err == nil && dialable(addr)
+	}, out)
+	return c, cert, err
 }
 
 // printDemoMetrics shows a few relay metrics.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,29 +11,55 @@ import (
 	"time"
 )
 
-// TestDemo runs `stapes demo` end to end against a freshly built relayd:
-// the front door must work.
+// buildBins builds the named commands into dir.
+func buildBins(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, n), "github.com/stapes-relay/stapes/cmd/"+n)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", n, err, out)
+		}
+	}
+}
+
+// TestDemo runs `stapes demo` end to end against freshly built binaries:
+// the front door must work, with the whole system (private Postgres,
+// controld, relayd) and in relay-only mode.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds relayd")
+		t.Skip("builds relayd and controld")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "relayd")
-	build := exec.Command("go", "build", "-o", bin, "github.com/stapes-relay/stapes/cmd/relayd")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building relayd: %v\n%s", err, out)
+	bin := t.TempDir()
+	buildBins(t, bin, "relayd", "controld")
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"full", []string{"--controld", filepath.Join(bin, "controld")},
+			[]string{"controld API", "synced to Postgres through controld", "postgres stopped"}},
+		{"relay-only", []string{"--relay-only"}, nil},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"demo", "--dir", filepath.Join(dir, "demo"), "--listen", "127.0.0.1:0", "--ops", "127.0.0.1:0",
-		"--commands", "3", "--relayd", bin}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	for _, want := range []string{"done: 3 applied, 0 rejected", "APPLIED on the hearing aid", "hearing aid applied", "relayd drained and stopped"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, stdout.String())
-		}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// A private Postgres runs as an unprivileged user when we are
+			// root; it must be able to reach the demo directory.
+			os.Chmod(filepath.Dir(dir), 0o755)
+			os.Chmod(dir, 0o755)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"demo", "--dir", filepath.Join(dir, "demo"), "--listen", "127.0.0.1:0", "--ops", "127.0.0.1:0",
+				"--api", "127.0.0.1:0", "--api-ops", "127.0.0.1:0", "--commands", "3", "--relayd", filepath.Join(bin, "relayd")}, tc.args...)
+			if code := run(ctx, args, &stdout, &stderr); code != 0 {
+				t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			for _, want := range append([]string{"done: 3 applied, 0 rejected", "APPLIED on the hearing aid", "hearing aid applied", "relayd stopped"}, tc.want...) {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("demo output lacks %q:\n%s", want, stdout.String())
+				}
+			}
+		})
 	}
 }

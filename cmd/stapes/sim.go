@@ -65,8 +65,8 @@ func (c *connFlags) define(fs *flag.FlagSet) {
 	fs.BoolVar(&c.insecure, "insecure", false, "skip TLS verification (local experiments only)")
 }
 
-// clientConfig builds a client config for role.
-func (c *connFlags) clientConfig(role string) (client.Config, error) {
+// tlsOnly builds a client config with the URLs and TLS settings only.
+func (c *connFlags) tlsOnly() (client.Config, error) {
 	if c.urls == "" {
 		return client.Config{}, usagef("--url is required")
 	}
@@ -84,6 +84,15 @@ func (c *connFlags) clientConfig(role string) (client.Config, error) {
 		tc.RootCAs = pool
 	}
 	cfg.TLS = tc
+	return cfg, nil
+}
+
+// clientConfig builds a client config for role.
+func (c *connFlags) clientConfig(role string) (client.Config, error) {
+	cfg, err := c.tlsOnly()
+	if err != nil {
+		return cfg, err
+	}
 	switch {
 	case c.tokFile != "" && c.key != "":
 		return cfg, usagef("give --token-file or --key, not both")

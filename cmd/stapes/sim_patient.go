@@ -19,6 +19,8 @@ type patientSim struct {
 	bleDelay   time.Duration
 	rejectRate float64
 	telemetry  time.Duration
+	// ready, if set, is closed once the app is connected.
+	ready chan struct{}
 
 	mu      sync.Mutex // guards the hearing aid below
 	version uint64
@@ -34,6 +36,12 @@ func (p *patientSim) run(ctx context.Context, cfg client.Config, out *lineWriter
 	}
 	defer c.Close()
 	p.params = map[string]int64{}
+	if p.ready != nil {
+		if _, err := c.WaitConnected(ctx); err != nil {
+			return err
+		}
+		close(p.ready)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)

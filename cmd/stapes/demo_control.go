@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stapes-relay/stapes/control/pglocal"
+)
+
+// runFull runs the whole system: Postgres (private, from the system's
+// binaries, unless DATABASE_URL is set), controld, relayd registered with
+// it, a seeded demo clinic, and a fitting session created through the API
+// with the simulated patient and clinician on its tokens.
+func (d *demoCmd) runFull(ctx context.Context, e *env, out *lineWriter) error {
+	relaydBin, err := binPath(d.relayd, "relayd")
+	if err != nil {
+		return err
+	}
+	controldBin, err := binPath(d.controld, "controld")
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(d.dir)
+	if err != nil {
+		return err
+	}
+	dsn, stopPG, err := demoPostgres(ctx, dir, out)
+	if err != nil {
+		return err
+	}
+	defer stopPG()
+
+	api, err := freeAddr(d.api)
+	if err != nil {
+		return err
+	}
+	apiOps, err := freeAddr(d.apiOps)
+	if err != nil {
+		return err
+	}
+	opTok, err := secretFile(filepath.Join(dir, "operator-token"))
+	if err != nil {
+		return err
+	}
+	apiURL := "http://" + api
+	ctrl, err := startChild(ctx, "controld", controldBin, []string{"--plain", "--migrate", "--listen", api, "--ops", apiOps,
+		"--database-url", dsn, "--operator-token-file", opTok, "--secret-file", filepath.Join(dir, "controld-secret"),
+		"--log-level", "warn"}, filepath.Join(dir, "controld.log"), func() bool { return httpOK(apiURL + "/healthz") }, out)
+	if err != nil {
+		return err
+	}
+	defer ctrl.stop(out)
+
+	pwFile, err := secretFile(filepath.Join(dir, "demo-password"))
+	if err != nil {
+		return err
+	}
+	admin := func(args ...string) error {
+		var buf bytes.Buffer
+		full := append([]string{"admin", "--api", apiURL, "--operator-token-file", opTok}, args...)
+		if code := run(ctx, full, &buf, &buf); code != 0 {
+			return fmt.Errorf("stapes %s: %s", strings.Join(args[:1], " "), strings.TrimSpace(buf.String()))
+		}
+		return nil
+	}
+	if err := admin("seed-demo", "--password-file", pwFile); err != nil {
+		return err
+	}
+	cred := filepath.Join(dir, "relay-credential")
+	os.Remove(cred)
+	if err := admin("create-relay", "--id", "demo-relay", "--region", "local", "--capacity", "1000", "--credential-out", cred); err != nil {
+		if err := admin("create-relay", "--id", "demo-relay", "--region", "local", "--rotate", "--credential-out", cred); err != nil {
+			return err
+		}
+	}
+	addr, err := freeAddr(d.listen)
+	if err != nil {
+		return err
+	}
+	opsAddr, err := freeAddr(d.ops)
+	if err != nil {
+		return err
+	}
+	rd, cert, err := startDemoRelay(ctx, relaydBin, dir, addr, opsAddr,
+		[]string{"--control-url", apiURL, "--node-credential-file", cred, "--advertise", addr}, out)
+	if err != nil {
+		return err
+	}
+	defer rd.stop(out)
+
+	pw, err := os.ReadFile(pwFile)
+	if err != nil {
+		return err
+	}
+	sess, err := demoSession(ctx, apiURL, "doc@demo.example", strings.TrimSpace(string(pw)))
+	if err != nil {
+		return err
+	}
+	out.printf("controld API %s (OpenAPI at %s/openapi.json); demo login doc@demo.example / password in %s", apiURL, apiURL, pwFile)
+	out.printf("session %s on relay %s (device %s at config v%d): patient over QUIC, clinician over WebSocket",
+		sess.SessionID, sess.Relay.ID, sess.Device.Serial, sess.Device.ConfigVersion)
+	cf := connFlags{cert: cert}
+	tokenOf := func(tok string) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) { return []byte(tok), nil }
+	}
+	cf.urls = strings.Join(nonEmpty(sess.Relay.QUICURL, sess.Relay.WSURL), ",")
+	pcfg, err := cf.tlsOnly()
+	if err != nil {
+		return err
+	}
+	pcfg.Token = tokenOf(sess.PatientToken)
+	ccfg := pcfg
+	ccfg.URLs = nonEmpty(sess.Relay.WSURL, sess.Relay.QUICURL)
+	ccfg.Token = tokenOf(sess.ClinicianToken)
+	res, err := d.runSims(ctx, e, pcfg, ccfg, sess.Device.ConfigVersion)
+	if err != nil {
+		return err
+	}
+	waitSynced(ctx, opsAddr, out)
+	return d.report(ctx, res, opsAddr, out)
+}
+
+func nonEmpty(s ...string) []string {
+	var out []string
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// demoPostgres returns a DSN: DATABASE_URL, or a private server started in
+// dir/pg from the system's binaries (installed with apt-get when missing
+// and running as root).
+func demoPostgres(ctx context.Context, dir string, out *lineWriter) (string, func(), error) {
+	if dsn := os.Getenv("DATABASE_URL"); dsn != "" {
+		out.printf("postgres: using DATABASE_URL")
+		return dsn, func() {}, nil
+	}
+	log := slog.New(slog.DiscardHandler)
+	bins, err := pglocal.FindBinaries(ctx)
+	if err != nil && os.Geteuid() == 0 {
+		out.printf("postgres server binaries not found; installing the Debian postgresql package")
+		bins, err = pglocal.EnsureInstalled(ctx, log)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("%w (install the postgresql package or set DATABASE_URL)", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	pg, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "pg"), Logger: log, Binaries: &bins})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := pg.CreateDatabase(ctx, "stapes"); err != nil {
+		pg.Close()
+		return "", nil, err
+	}
+	out.printf("postgres %d (private, data in %s) on port %d", bins.Version, filepath.Join(dir, "pg"), pg.Port())
+	return pg.DSN("stapes"), func() { pg.Close(); out.printf("postgres stopped") }, nil
+}
+
+// secretFile returns path, creating it with a random secret if missing.
+func secretFile(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	return path, os.WriteFile(path, []byte(rand.Text()+"\n"), 0o600)
+}
+
+func httpOK(url string) bool {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// demoSessionAnswer is what POST /v1/sessions answers (the part we use).
+type demoSessionAnswer struct {
+	SessionID string `json:"session_id"`
+	Relay     struct {
+		ID      string `json:"id"`
+		WSURL   string `json:"ws_url"`
+		QUICURL string `json:"quic_url"`
+	} `json:"relay"`
+	ClinicianToken string `json:"clinician_token"`
+	PatientToken   string `json:"patient_token"`
+	Device         struct {
+		Serial        string `json:"serial"`
+		ConfigVersion uint64 `json:"config_version"`
+	} `json:"device"`
+}
+
+// demoSession logs the demo clinician in and creates a fitting session for
+// the first patient with a device, waiting for the relay to be live.
+func demoSession(ctx context.Context, api, email, password string) (demoSessionAnswer, error) {
+	var a demoSessionAnswer
+	var login struct {
+		Token string `json:"token"`
+	}
+	if err := apiCall(ctx, "POST", api+"/v1/login", "", map[string]string{"email": email, "password": password}, &login); err != nil {
+		return a, fmt.Errorf("login: %w", err)
+	}
+	var pts struct {
+		Patients []struct {
+			ID      string `json:"id"`
+			Devices []struct {
+				Serial string `json:"serial"`
+			} `json:"devices"`
+		} `json:"patients"`
+	}
+	if err := apiCall(ctx, "GET", api+"/v1/patients", login.Token, nil, &pts); err != nil {
+		return a, fmt.Errorf("patients: %w", err)
+	}
+	var body map[string]string
+	for _, p := range pts.Patients {
+		if len(p.Devices) > 0 {
+			body = map[string]string{"patient_id": p.ID, "device_serial": p.Devices[0].Serial}
+			break
+		}
+	}
+	if body == nil {
+		return a, errors.New("the demo clinician has no patient with a device")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := apiCall(ctx, "POST", api+"/v1/sessions", login.Token, body, &a)
+		if err == nil || time.Now().After(deadline) {
+			return a, err
+		}
+		select { // the relay registers and heartbeats within a moment
+		case <-ctx.Done():
+			return a, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func apiCall(ctx context.Context, method, url, bearer string, in, out any) error {
+	var rd io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// waitSynced waits (up to 10 s) until the relay's outbox is confirmed by
+// controld, so the demo ends with everything in Postgres.
+func waitSynced(ctx context.Context, opsAddr string, out *lineWriter) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if v, ok := metricValue(opsAddr, "stapes_relay_sync_backlog_batches"); ok && v == 0 {
+			n, _ := metricValue(opsAddr, "stapes_relay_sync_records_total")
+			out.printf("synced to Postgres through controld: %.0f log entries (messages and receipts, hash-chained)", n)
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // polling relayd's metrics
+	}
+	out.printf("sync to controld still has a backlog; relayd keeps retrying")
+}
+
+func metricValue(opsAddr, name string) (float64, bool) {
+	resp, err := http.Get("http://" + opsAddr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			var v float64
+			if _, err := fmt.Sscan(strings.TrimPrefix(l, name+" "), &v); err == nil {
+				return v, true
+			}
+		}
+	}
+	return 0, false
+}
