@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -245,4 +246,18 @@ func (d *Directory) call(ctx context.Context, method, path string, in, out any) 
 		}
 	}
 	return nil
+}
+
+// DeviceConfig asks controld for a device's applied config version and
+// parameters (relay.DeviceSource).
+func (d *Directory) DeviceConfig(ctx context.Context, tenant, serial string) (uint64, map[string]int64, error) {
+	var ans struct {
+		Version uint64           `json:"version"`
+		Params  map[string]int64 `json:"params"`
+	}
+	path := "/v1/relay/devices/" + url.PathEscape(tenant) + "/" + url.PathEscape(serial) + "/config"
+	if err := d.call(ctx, http.MethodGet, path, nil, &ans); err != nil {
+		return 0, nil, err
+	}
+	return ans.Version, ans.Params, nil
 }

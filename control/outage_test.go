@@ -59,6 +59,10 @@ func syncErrors(t *testing.T, reg *prometheus.Registry) float64 {
 	return 0
 }
 
+// lateSource lets the relay start before the directory that needs its
+// addresses exists.
+type lateSource struct{ *control.Directory }
+
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func (s *controlStack) call(want int, method, path, bearer string, body, out any) {
@@ -124,12 +128,16 @@ func newControlStack(t *testing.T) *controlStack {
 	s.cred = node.Credential
 
 	kr := token.NewKeyring()
-	s.relay = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) { c.Auth = kr; c.RelayID = "relay-a" }})
+	devices := &lateSource{}
+	s.relay = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+		c.Auth, c.RelayID, c.Devices = kr, "relay-a", devices
+	}})
 	dir, err := control.NewDirectory(control.DirectoryConfig{URL: s.hs.URL, Credential: s.cred, Keyring: kr,
 		Addresses: map[string]string{"ws": s.relay.WSURL, "quic": s.relay.QUICURL}, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	devices.Directory = dir
 	if err := dir.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +261,51 @@ func TestPostgresOutageLosesNothing(t *testing.T) {
 	}
 	if got := s.count("(SELECT client_id FROM messages WHERE session_id = $1 GROUP BY client_id HAVING count(*) > 1) d", sess.SessionID); got != 0 {
 		t.Errorf("%d messages stored twice", got)
+	}
+}
+
+// TestDeviceVersionFromControlPlane: a device fitted elsewhere (its applied
+// version advanced in Postgres) starts a session on this relay at that
+// version: the relay learns it from controld, so a command on the old base
+// is a conflict and one on the new base goes through.
+func TestDeviceVersionFromControlPlane(t *testing.T) {
+	s := newControlStack(t)
+	ctx := context.Background()
+	for base := uint64(0); base < 3; base++ {
+		if _, err := s.st.AdvanceDeviceConfig(ctx, pgstore.ConfigChange{TenantID: "t1", Serial: "SN1", Base: base, Params: map[string]int64{"gain.l.2k": int64(10 * (base + 1))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var login struct {
+		Token string `json:"token"`
+	}
+	s.call(200, "POST", "/v1/login", "", map[string]any{"email": "doc@t1.example", "password": "correct horse battery"}, &login)
+	var sess struct {
+		ClinicianToken string `json:"clinician_token"`
+	}
+	s.call(201, "POST", "/v1/sessions", login.Token, map[string]any{"patient_id": "p1", "device_serial": "SN1"}, &sess)
+	cl := relaytest.Dial(t, s.relay, "ws")
+	w := cl.Hello([]byte(sess.ClinicianToken), false, 0)
+	if w.ConfigVersion != 3 {
+		t.Fatalf("WELCOME config version %d, want 3 from the control plane", w.ConfigVersion)
+	}
+	cfg, err := wire.DecodeConfig(w.Config)
+	if err != nil || len(cfg.Params) != 1 || cfg.Params[0].Value != 30 {
+		t.Fatalf("WELCOME config %+v (%v), want gain.l.2k=30", cfg, err)
+	}
+	send := func(id string, base uint64) wire.Frame {
+		cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: id, Kind: wire.KindConfig, Flags: wire.FlagDurable,
+			Payload: wire.AppendConfig(nil, &wire.Config{BaseVersion: base, Params: []wire.Param{{Name: "gain.l.2k", Value: 40}}})})
+		f, err := cl.Next(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if f := send("old-base", 0); f.Type != wire.TypeError || f.Code != wire.CodeConflict || f.ConfigVersion != 3 {
+		t.Fatalf("command on base 0: %v %v (head %d), want conflict at 3", f.Type, f.Code, f.ConfigVersion)
+	}
+	if f := send("new-base", 3); f.Type != wire.TypePersisted {
+		t.Fatalf("command on base 3: %v %v, want PERSISTED", f.Type, f.Code)
 	}
 }

@@ -69,6 +69,9 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 			return fatalf(wire.CodeUnavailable, "device state unavailable; retry")
 		}
 		c.dev = d
+		if s.cfg.Devices != nil && !s.sessionLoaded(claims.Session) {
+			s.refreshDevice(ctx, d, claims.Tenant, claims.Device)
+		}
 	}
 	sess, e := s.attach(ctx, c, f)
 	if e != nil {

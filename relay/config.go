@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -17,6 +18,14 @@ type Authenticator interface {
 }
 
 var _ Authenticator = (*token.Keyring)(nil)
+
+// DeviceSource is the authoritative device config (controld's, from
+// Postgres): the version the hearing aid last applied and its parameters.
+// control.Directory implements it. It is asked when a session starts on
+// this relay; errors leave the relay on its local state.
+type DeviceSource interface {
+	DeviceConfig(ctx context.Context, tenant, serial string) (version uint64, params map[string]int64, err error)
+}
 
 // ParamLimit bounds one device parameter.
 type ParamLimit struct {
@@ -42,6 +51,9 @@ type Config struct {
 	// the token's model claim. Commands for a model without an entry use
 	// DefaultLimits.
 	Limits map[string]ModelLimits
+	// Devices, if set, is asked for a device's applied config when a
+	// session starts, so compare-and-set holds across relays and sessions.
+	Devices DeviceSource
 	// DefaultLimits apply to models not in Limits. Zero: every parameter
 	// within ±1200 (0.1 dB units), at most 60 per step.
 	DefaultLimits *ModelLimits

@@ -87,6 +87,23 @@ func (d *device) onRejected(cmd *wire.Config) []byte {
 	return d.blob()
 }
 
+// adopt takes an authoritative applied version from the control plane
+// when it is ahead of what this relay knows (the device was fitted through
+// another relay meanwhile): applied and head move to it, and commands
+// pending on an older head become stale. Caller holds d.mu.
+func (d *device) adopt(version uint64, params map[string]int64) bool {
+	if version <= d.applied {
+		return false
+	}
+	d.applied, d.head = version, version
+	d.appliedParams = maps.Clone(params)
+	if d.appliedParams == nil {
+		d.appliedParams = map[string]int64{}
+	}
+	d.headParams = maps.Clone(d.appliedParams)
+	return true
+}
+
 // snapshot returns the head version and params as a Config. Caller holds d.mu.
 func (d *device) snapshot() []byte {
 	c := wire.Config{BaseVersion: d.head}

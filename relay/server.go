@@ -255,6 +255,34 @@ func (s *Server) device(ctx context.Context, tenant, serial string) (*device, er
 	return d, nil
 }
 
+// sessionLoaded reports whether a session is in memory on this relay.
+func (s *Server) sessionLoaded(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id] != nil
+}
+
+// refreshDevice asks the control plane for the device's applied config
+// when a session starts here, and adopts it if it is ahead. The relay goes
+// on with its own state when the control plane does not answer in time.
+func (s *Server) refreshDevice(ctx context.Context, d *device, tenant, serial string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	version, params, err := s.cfg.Devices.DeviceConfig(ctx, tenant, serial)
+	if err != nil {
+		s.log.Warn("device config from the control plane unavailable; using local state", "device", serial, "err", err)
+		return
+	}
+	// The adopted state reaches the store with the next command's commit;
+	// a restart before that adopts it again at the next session start.
+	d.mu.Lock()
+	changed := d.adopt(version, params)
+	d.mu.Unlock()
+	if changed {
+		s.log.Info("device config adopted from the control plane", "device", serial, "version", version)
+	}
+}
+
 // forgetDevice makes the next use of a device reload it from the store,
 // after a failed commit left its in-memory state ahead of what is durable.
 func (s *Server) forgetDevice(key string) {

@@ -70,19 +70,6 @@ func serve(o *options, log *slog.Logger) error {
 		return fmt.Errorf("opening store in --data %s: %w", o.dataDir, err)
 	}
 	defer st.Close()
-	srv, err := relay.New(relay.Config{
-		Store: st, Auth: kr, Limits: limits, RelayID: o.relayID, Logger: log, Registerer: reg,
-		MaxFrame: o.maxFrame, HelloTimeout: o.helloTimeout, PingInterval: o.pingInterval,
-		EphemeralQueue: o.ephemeralQueue, MaxConns: o.maxConns, AcceptRate: o.acceptRate, DrainRedirect: o.drainRedirect, DrainGrace: o.drainGrace,
-		OriginPatterns: o.origins, Delay: o.delay,
-	})
-	if err != nil {
-		return err
-	}
-	tlsConf, err := loadTLS(o, log)
-	if err != nil {
-		return err
-	}
 	tcp, udp, err := listen(o)
 	if err != nil {
 		return err
@@ -91,17 +78,35 @@ func serve(o *options, log *slog.Logger) error {
 	if udp != nil {
 		defer udp.Close()
 	}
+	ctl, err := newControl(o, st, kr, tcp.Addr().String(), reg, log)
+	if err != nil {
+		return err
+	}
+	cfg := relay.Config{
+		Store: st, Auth: kr, Limits: limits, RelayID: o.relayID, Logger: log, Registerer: reg,
+		MaxFrame: o.maxFrame, HelloTimeout: o.helloTimeout, PingInterval: o.pingInterval,
+		EphemeralQueue: o.ephemeralQueue, MaxConns: o.maxConns, AcceptRate: o.acceptRate, DrainRedirect: o.drainRedirect, DrainGrace: o.drainGrace,
+		OriginPatterns: o.origins, Delay: o.delay,
+	}
+	if ctl != nil {
+		cfg.Devices = ctl.dir
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		return err
+	}
+	tlsConf, err := loadTLS(o, log)
+	if err != nil {
+		return err
+	}
 	ops, err := startOps(o.opsAddr, reg, srv, log)
 	if err != nil {
 		return err
 	}
 	defer ops.Close()
-
-	stopControl, err := startControl(o, st, srv, kr, tcp.Addr().String(), reg, log)
-	if err != nil {
-		return err
+	if ctl != nil {
+		defer ctl.start(srv)()
 	}
-	defer stopControl()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(tcp, udp, tlsConf) }()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stapes-relay/stapes/control"
@@ -17,20 +18,27 @@ import (
 	"github.com/stapes-relay/stapes/token"
 )
 
-// startControl connects the relay to controld when --control-url is set:
-// the outbox syncer and the directory (register, heartbeat, token keys).
-// The returned func stops both and waits.
-func startControl(o *options, st *storage.Store, srv *relay.Server, kr *token.Keyring, listen string, reg prometheus.Registerer, log *slog.Logger) (func(), error) {
+// controlLink is the relay's connection to controld: the outbox syncer and
+// the directory (register, heartbeat, token keys, device config).
+type controlLink struct {
+	sync *control.Syncer
+	dir  *control.Directory
+	srv  atomic.Pointer[relay.Server]
+}
+
+// newControl prepares the link when --control-url is set (nil otherwise).
+func newControl(o *options, st *storage.Store, kr *token.Keyring, listen string, reg prometheus.Registerer, log *slog.Logger) (*controlLink, error) {
 	if o.controlURL == "" {
 		log.Info("no --control-url: session logs stay on this relay (no sync to controld)")
-		return func() {}, nil
+		return nil, nil
 	}
 	raw, err := os.ReadFile(o.credFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading --node-credential-file: %w", err)
 	}
 	cred := strings.TrimSpace(string(raw))
-	sy, err := control.NewSyncer(control.SyncConfig{Outbox: st, Relay: o.relayID, URL: o.controlURL,
+	l := &controlLink{}
+	l.sync, err = control.NewSyncer(control.SyncConfig{Outbox: st, Relay: o.relayID, URL: o.controlURL,
 		Credential: cred, Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -50,19 +58,35 @@ func startControl(o *options, st *storage.Store, srv *relay.Server, kr *token.Ke
 		addrs["quic"] = "quic://" + adv
 	}
 	addrs["ws"] = scheme + "://" + adv + relay.WSPath
-	dir, err := control.NewDirectory(control.DirectoryConfig{URL: o.controlURL, Credential: cred, Addresses: addrs,
+	l.dir, err = control.NewDirectory(control.DirectoryConfig{URL: o.controlURL, Credential: cred, Addresses: addrs,
 		Version: "dev", Keyring: kr, CacheFile: filepath.Join(o.dataDir, "keyring-cache.json"),
-		Load: srv.Load, Draining: func() bool { return !srv.Ready() }, Logger: log})
+		Load: func() int {
+			if s := l.srv.Load(); s != nil {
+				return s.Load()
+			}
+			return 0
+		},
+		Draining: func() bool { s := l.srv.Load(); return s != nil && !s.Ready() },
+		Logger:   log})
 	if err != nil {
 		return nil, err
 	}
-	if err := dir.LoadCache(); err != nil && !os.IsNotExist(err) {
+	if err := l.dir.LoadCache(); err != nil && !os.IsNotExist(err) {
 		log.Warn("reading the token key cache failed", "err", err)
 	}
+	return l, nil
+}
+
+// start runs the syncer and the directory; the returned func stops both
+// and waits.
+func (l *controlLink) start(srv *relay.Server) func() {
+	l.srv.Store(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); sy.Run(ctx) }()
-	go func() { defer wg.Done(); dir.Run(ctx) }()
-	return func() { cancel(); wg.Wait() }, nil
+	go func() { defer wg.Done(); l.sync.Run(ctx) }()
+	go func() { defer wg.Done(); l.dir.Run(ctx) }()
+	return func() { cancel(); wg.Wait() }
 }
+
+var _ relay.DeviceSource = (*control.Directory)(nil)
