@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -214,9 +213,11 @@ func demoSession(ctx context.Context, api, email, password string) (demoSessionA
 	var login struct {
 		Token string `json:"token"`
 	}
-	if err := apiCall(ctx, "POST", api+"/v1/login", "", map[string]string{"email": email, "password": password}, &login); err != nil {
+	c := &adminConn{api: api, hc: &http.Client{Timeout: 30 * time.Second}}
+	if err := c.call(ctx, "POST", "/v1/login", map[string]string{"email": email, "password": password}, &login); err != nil {
 		return a, fmt.Errorf("login: %w", err)
 	}
+	c.token = login.Token
 	var pts struct {
 		Patients []struct {
 			ID      string `json:"id"`
@@ -225,7 +226,7 @@ func demoSession(ctx context.Context, api, email, password string) (demoSessionA
 			} `json:"devices"`
 		} `json:"patients"`
 	}
-	if err := apiCall(ctx, "GET", api+"/v1/patients", login.Token, nil, &pts); err != nil {
+	if err := c.call(ctx, "GET", "/v1/patients", nil, &pts); err != nil {
 		return a, fmt.Errorf("patients: %w", err)
 	}
 	var body map[string]string
@@ -240,7 +241,7 @@ func demoSession(ctx context.Context, api, email, password string) (demoSessionA
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err := apiCall(ctx, "POST", api+"/v1/sessions", login.Token, body, &a)
+		err := c.call(ctx, "POST", "/v1/sessions", body, &a)
 		if err == nil || time.Now().After(deadline) {
 			return a, err
 		}
@@ -250,35 +251,6 @@ func demoSession(ctx context.Context, api, email, password string) (demoSessionA
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func apiCall(ctx context.Context, method, url, bearer string, in, out any) error {
-	var rd io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, strings.TrimSpace(string(raw)))
-	}
-	return json.Unmarshal(raw, out)
 }
 
 // waitSynced waits (up to 10 s) until the relay's outbox is confirmed by
