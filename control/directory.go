@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stapes-relay/stapes/token"
@@ -58,6 +59,9 @@ type DirectoryConfig struct {
 type Directory struct {
 	cfg DirectoryConfig
 	log *slog.Logger
+
+	mu       sync.Mutex // guards relayMap
+	relayMap json.RawMessage
 }
 
 // NewDirectory validates cfg.
@@ -127,6 +131,9 @@ func (d *Directory) Run(ctx context.Context) error {
 	for {
 		if err := d.RefreshKeys(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("refreshing token keys failed; keeping the current ones", "err", err)
+		}
+		if err := d.RefreshMap(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("refreshing the relay map failed; keeping the last one", "err", err)
 		}
 		if !sleep(ctx, d.cfg.Interval) {
 			return ctx.Err()
@@ -208,6 +215,26 @@ func (d *Directory) RefreshKeys(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// RefreshMap fetches the relay map (regions, relays with health and
+// load, feature flags) that this relay serves to its clients.
+func (d *Directory) RefreshMap(ctx context.Context) error {
+	var m json.RawMessage
+	if err := d.call(ctx, http.MethodGet, "/v1/relay/map", nil, &m); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.relayMap = m
+	d.mu.Unlock()
+	return nil
+}
+
+// RelayMap returns the last fetched relay map (JSON), or nil.
+func (d *Directory) RelayMap() json.RawMessage {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.relayMap
 }
 
 // call sends a JSON request with the node credential and decodes the answer.

@@ -144,6 +144,18 @@ func newControlStack(t *testing.T) *controlStack {
 	if err := dir.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := dir.RefreshMap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Relays []struct {
+			ID      string `json:"id"`
+			Healthy bool   `json:"healthy"`
+		} `json:"relays"`
+	}
+	if err := json.Unmarshal(dir.RelayMap(), &m); err != nil || len(m.Relays) != 1 || m.Relays[0].ID != "relay-a" || !m.Relays[0].Healthy {
+		t.Fatalf("relay map %s (%v): want relay-a, healthy", dir.RelayMap(), err)
+	}
 	s.reg = prometheus.NewRegistry()
 	s.sync, err = control.NewSyncer(control.SyncConfig{Outbox: s.relay.Store, Relay: "relay-a", URL: s.hs.URL, Credential: s.cred, Registerer: s.reg,
 		MaxRecords: 100, Interval: 20 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: quiet()})

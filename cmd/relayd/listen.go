@@ -114,7 +114,7 @@ func (o *opsServer) Close() error { return o.hs.Close() }
 
 // startOps serves /metrics, /healthz (the process works), /readyz (it
 // admits sessions) and pprof, the last to loopback clients only.
-func startOps(addr string, reg *prometheus.Registry, srv *relay.Server, log *slog.Logger) (*opsServer, error) {
+func startOps(addr string, reg *prometheus.Registry, srv *relay.Server, relayMap func() []byte, log *slog.Logger) (*opsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on --ops %s: %w", addr, err)
@@ -130,6 +130,15 @@ func startOps(addr string, reg *prometheus.Registry, srv *relay.Server, log *slo
 			return
 		}
 		w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("/v1/map", func(w http.ResponseWriter, r *http.Request) {
+		m := relayMap()
+		if m == nil {
+			http.Error(w, "no relay map yet (no --control-url, or controld not reached)", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(m)
 	})
 	pp := http.NewServeMux()
 	pp.HandleFunc("/debug/pprof/", pprof.Index)

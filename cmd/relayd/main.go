@@ -99,7 +99,11 @@ func serve(o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ops, err := startOps(o.opsAddr, reg, srv, log)
+	relayMap := func() []byte { return nil }
+	if ctl != nil {
+		relayMap = func() []byte { return ctl.dir.RelayMap() }
+	}
+	ops, err := startOps(o.opsAddr, reg, srv, relayMap, log)
 	if err != nil {
 		return err
 	}
