@@ -199,7 +199,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"patients with another deployment's token", "GET", "/v1/patients", otherLogin.Token, nil, 401, "unauthorized"},
 		{"patients with the operator token", "GET", "/v1/patients", testOperator, nil, 401, "unauthorized"},
 		{"session without token", "POST", "/v1/sessions", "", map[string]any{"patient_id": "p1"}, 401, "unauthorized"},
-		{"other tenant's patient", "POST", "/v1/sessions", tok, map[string]any{"patient_id": "only-in-t2"}, 404, "not_found"},
+		{"other tenant's patient", "POST", "/v1/sessions", tok, map[string]any{"patient_id": "only-in-t2"}, 403, "not_in_care"},
 		{"patient not in care", "POST", "/v1/sessions", tok, map[string]any{"patient_id": "p2"}, 403, "not_in_care"},
 		{"device of another patient", "POST", "/v1/sessions", tok, map[string]any{"patient_id": "p1", "device_serial": "t1-SN2"}, 403, "device_not_assigned"},
 		{"other tenant's device", "POST", "/v1/sessions", tok, map[string]any{"patient_id": "p1", "device_serial": "t2-SN1"}, 403, "device_not_assigned"},

@@ -92,6 +92,11 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinic
 	}
 	tenant, clinician := a.claims.Tenant, a.claims.Clinician
 	if _, err := s.st.Patient(ctx, tenant, req.PatientID); err != nil {
+		if errors.Is(err, pgstore.ErrNotFound) {
+			// Another clinic's patient, or none: the same 403 as a patient of
+			// this clinic not in care, so the answer reveals nothing.
+			return forbidden("not_in_care", "the patient is not in your care")
+		}
 		return s.storeError(r, "patient", err)
 	}
 	inCare, err := s.st.InCare(ctx, tenant, clinician, req.PatientID)
