@@ -33,8 +33,8 @@ func TestAuditChain(t *testing.T) {
 	send := func(from, to *relaytest.Conn, n, start int) {
 		for i := range n {
 			from.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", start+i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("hello")})
-			expectSkipping(t, from, wire.TypePersisted, wire.TypeReceipt)
-			d := expectSkipping(t, to, wire.TypeDeliver, wire.TypeReceipt)
+			from.NextOf(wire.TypePersisted, 5*time.Second)
+			d := to.NextOf(wire.TypeDeliver, 5*time.Second)
 			to.Send(&wire.Frame{Type: wire.TypeAck, Seq: d.Seq, Stage: wire.StageReceived})
 		}
 	}
@@ -43,7 +43,7 @@ func TestAuditChain(t *testing.T) {
 	pt := relaytest.Dial(t, r, "quic")
 	pt.Hello(r.Token(t, patient("aud")), false, 0)
 	send(cl, pt, 5, 0)
-	waitHead(t, r, "aud", 10) // the last ack is committed
+	r.WaitHead(t, "aud", 10) // the last ack is committed
 	cl.Close()
 	pt.Close()
 	r.Restart(t) // the chain continues from the stored head
@@ -52,7 +52,7 @@ func TestAuditChain(t *testing.T) {
 	pt = relaytest.Dial(t, r, "ws")
 	pt.Hello(r.Token(t, patient("aud")), true, 10)
 	send(cl, pt, 5, 5)
-	waitHead(t, r, "aud", 20)
+	r.WaitHead(t, "aud", 20)
 	es := readChain(t, r, "aud")
 	if len(es) != 20 {
 		t.Fatalf("log has %d entries, want 20 (10 messages, 10 receipts)", len(es))
@@ -87,42 +87,5 @@ func TestAuditChain(t *testing.T) {
 	var be *audit.BreakError
 	if !errors.As(err, &be) || be.Seq != 7 {
 		t.Fatalf("tampered log: %v, want a break at seq 7", err)
-	}
-}
-
-// expectSkipping returns the next frame of type want, skipping frames of
-// type skip.
-func expectSkipping(t *testing.T, c *relaytest.Conn, want, skip wire.Type) wire.Frame {
-	t.Helper()
-	for {
-		f, err := c.Next(5 * time.Second)
-		if err != nil {
-			t.Fatalf("waiting for %v: %v", want, err)
-		}
-		switch f.Type {
-		case want:
-			return f
-		case skip:
-		default:
-			t.Fatalf("got %v, want %v", f.Type, want)
-		}
-	}
-}
-
-func waitHead(t *testing.T, r *relaytest.Relay, session string, want uint64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		h, err := r.Store.Head(context.Background(), session)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session head %d, want %d", h, want)
-		}
-		time.Sleep(5 * time.Millisecond) // polling the store
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/stapes-relay/stapes/internal/envflag"
 	"io"
 	"os"
 	"strings"
@@ -82,7 +83,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.sessionTTL, "session-token-ttl", time.Hour, "lifetime of the relay session tokens minted per fitting session (at most 24h)")
 	fs.DurationVar(&o.apiTokenTTL, "api-token-ttl", 12*time.Hour, "lifetime of a clinician's API token")
 	fs.DurationVar(&o.relayLiveness, "relay-liveness", 30*time.Second, "a relay without a heartbeat for this long is not given new sessions")
-	if err := applyEnv(fs); err != nil {
+	if err := envflag.Apply(fs); err != nil {
 		return nil, err
 	}
 	if err := fs.Parse(args); err != nil {
@@ -112,19 +113,4 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 		return nil, errors.New("--max-db-conns must be at least 1")
 	}
 	return o, nil
-}
-
-// applyEnv sets flags from STAPES_<NAME> variables; command-line flags
-// parsed afterwards win.
-func applyEnv(fs *flag.FlagSet) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "STAPES_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/stapes-relay/stapes/internal/envflag"
 	"io"
 	"os"
 	"strings"
@@ -86,7 +87,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.credFile, "node-credential-file", "", "file with this relay's node credential for controld (with --control-url)")
 	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, localhost for an empty host)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
-	if err := applyEnv(fs); err != nil {
+	if err := envflag.Apply(fs); err != nil {
 		return nil, err
 	}
 	if err := fs.Parse(args); err != nil {
@@ -119,19 +120,4 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 		o.origins = strings.Split(*origins, ",")
 	}
 	return o, nil
-}
-
-// applyEnv sets flags from STAPES_<NAME> variables; command-line flags
-// parsed afterwards win.
-func applyEnv(fs *flag.FlagSet) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "STAPES_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
 }

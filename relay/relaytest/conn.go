@@ -273,6 +273,23 @@ func (c *Conn) Expect(typ wire.Type) wire.Frame {
 	return f
 }
 
+// NextOf returns the next frame of type typ, skipping frames of other
+// types (receipts, deliveries a test does not look at); it fails the test
+// after d without one.
+func (c *Conn) NextOf(typ wire.Type, d time.Duration) wire.Frame {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		f, err := c.Next(time.Until(deadline))
+		if err != nil {
+			c.t.Fatalf("waiting for %v: %v", typ, err)
+		}
+		if f.Type == typ {
+			return f
+		}
+	}
+}
+
 // hello sends HELLO and expects WELCOME.
 func (c *Conn) Hello(tok []byte, resume bool, last uint64) wire.Frame {
 	c.t.Helper()

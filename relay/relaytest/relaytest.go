@@ -4,6 +4,7 @@
 package relaytest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -209,3 +210,22 @@ func (r *Relay) Restart(t testing.TB) {
 
 // Close stops the relay.
 func (r *Relay) Close() { r.Stop() }
+
+// WaitHead waits until the session's committed head reaches want.
+func (r *Relay) WaitHead(t testing.TB, session string, want uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := r.Store.Head(context.Background(), session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relaytest: session head %d, want %d", h, want)
+		}
+		time.Sleep(5 * time.Millisecond) // polling the store
+	}
+}

@@ -1,0 +1,30 @@
+// Package envflag sets command-line flags from environment variables, so
+// every binary accepts STAPES_<FLAG> (dashes as underscores) for each flag.
+// Command-line flags parsed afterwards win. Standard library only.
+package envflag
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Name is the environment variable for a flag: STAPES_<FLAG>.
+func Name(flagName string) string {
+	return "STAPES_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Apply sets every flag of fs whose variable is present.
+func Apply(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := Name(f.Name)
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
