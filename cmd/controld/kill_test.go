@@ -171,26 +171,10 @@ func TestControldSIGKILLLosesNothing(t *testing.T) {
 		t.Helper()
 		for range n {
 			cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprint("m", acked), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("hello")})
-			for {
-				f, err := cl.Next(10 * time.Second)
-				if err != nil {
-					t.Fatalf("clinician after %d: %v", acked, err)
-				}
-				if f.Type == wire.TypePersisted {
-					break
-				}
-			}
+			cl.NextOf(wire.TypePersisted, 10*time.Second)
 			acked++
-			for {
-				f, err := pt.Next(10 * time.Second)
-				if err != nil {
-					t.Fatalf("patient after %d: %v", acked, err)
-				}
-				if f.Type == wire.TypeDeliver {
-					pt.Send(&wire.Frame{Type: wire.TypeAck, Seq: f.Seq, Stage: wire.StageReceived})
-					break
-				}
-			}
+			d := pt.NextOf(wire.TypeDeliver, 10*time.Second)
+			pt.Send(&wire.Frame{Type: wire.TypeAck, Seq: d.Seq, Stage: wire.StageReceived})
 		}
 	}
 	exchange(60) // the syncer ships while the session runs

@@ -2,7 +2,6 @@ package controlserver
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -119,24 +118,6 @@ func (s *stack) syncAll() {
 	}
 }
 
-func waitHead(t *testing.T, r *relaytest.Relay, session string, want uint64) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		h, err := r.Store.Head(context.Background(), session)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session head %d, want %d", h, want)
-		}
-		time.Sleep(5 * time.Millisecond) // polling another component's store
-	}
-}
-
 func expect(t *testing.T, c *relaytest.Conn, want wire.Type) wire.Frame {
 	t.Helper()
 	for {
@@ -174,7 +155,7 @@ func TestSyncFromRelayExactlyOnce(t *testing.T) {
 	pt.Send(&wire.Frame{Type: wire.TypeAck, Seq: 1, Stage: wire.StageReceived})
 	pt.Send(&wire.Frame{Type: wire.TypeAck, Seq: 1, Stage: wire.StageApplied})
 	pt.Send(&wire.Frame{Type: wire.TypeAck, Seq: 2, Stage: wire.StageReceived})
-	waitHead(t, s.relay, a.SessionID, 5)
+	s.relay.WaitHead(t, a.SessionID, 5)
 	cl.Close()
 	pt.Close()
 
@@ -261,7 +242,7 @@ func TestSyncTamperedEntry(t *testing.T) {
 		cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprint("m", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("hello")})
 		expect(t, cl, wire.TypePersisted)
 	}
-	waitHead(t, s.relay, a.SessionID, 4)
+	s.relay.WaitHead(t, a.SessionID, 4)
 	cl.Close()
 
 	s.relay.Stop()
