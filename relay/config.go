@@ -85,6 +85,9 @@ type Config struct {
 	// TailCache is how many recent entries each session keeps in memory for
 	// delivery without a store read. Default 1024.
 	TailCache int
+	// TailBytes bounds the frame bytes of those entries per session.
+	// Default 256 KiB.
+	TailBytes int
 	// MaxConnsPerSession bounds connections attached to one session. Default 16.
 	MaxConnsPerSession int
 	// MaxConns bounds open client connections; more are closed at accept
@@ -150,6 +153,9 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.TailCache <= 0 {
 		c.TailCache = 1024
+	}
+	if c.TailBytes <= 0 {
+		c.TailBytes = 256 << 10
 	}
 	if c.MaxConnsPerSession <= 0 {
 		c.MaxConnsPerSession = 16

@@ -173,7 +173,7 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 			}
 		}
 		sess = &session{
-			srv: s, id: id, tenant: c.claims.Tenant, epoch: 1, fresh: !ok, chain: chain, tail: tailRing{max: s.cfg.TailCache},
+			srv: s, id: id, tenant: c.claims.Tenant, epoch: 1, fresh: !ok, chain: chain, tail: tailRing{max: s.cfg.TailCache, maxBytes: s.cfg.TailBytes},
 			conns: map[*conn]struct{}{}, head: head, next: head + 1, inflight: map[string]*op{},
 		}
 		s.sessions[id] = sess

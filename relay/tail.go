@@ -2,25 +2,42 @@ package relay
 
 // tailRing holds the most recent committed entries of a session, indexed
 // by seq, so live delivery rarely reads the store. It starts small and
-// grows to max; pushing never copies the held entries (except on growth).
+// grows to max entries; pushing never copies the held entries (except on
+// growth). It also holds at most maxBytes of frames (0: no byte bound),
+// dropping the oldest, so a busy session with large payloads stays small.
 type tailRing struct {
 	buf         []entry
 	first, last uint64 // seqs held: first..last (first == 0: empty)
 	max         int
+	maxBytes    int
+	bytes       int
 }
 
 func (r *tailRing) push(e entry) {
 	if r.first == 0 || e.seq != r.last+1 {
-		r.first = e.seq // first entry, or a gap (never expected): restart
+		r.first, r.bytes = e.seq, 0 // first entry, or a gap (never expected): restart
+		clear(r.buf)
 	}
 	if n := int(e.seq - r.first + 1); n > len(r.buf) && len(r.buf) < r.max {
 		r.grow(min(max(16, 2*len(r.buf)), r.max))
 	}
 	if int(e.seq-r.first+1) > len(r.buf) {
-		r.first = e.seq - uint64(len(r.buf)) + 1
+		r.drop() // the slot e takes
 	}
 	r.buf[e.seq%uint64(len(r.buf))] = e
 	r.last = e.seq
+	r.bytes += len(e.frame)
+	for r.maxBytes > 0 && r.bytes > r.maxBytes && r.first < r.last {
+		r.drop()
+	}
+}
+
+// drop forgets the oldest entry.
+func (r *tailRing) drop() {
+	i := r.first % uint64(len(r.buf))
+	r.bytes -= len(r.buf[i].frame)
+	r.buf[i] = entry{}
+	r.first++
 }
 
 func (r *tailRing) grow(n int) {
