@@ -9,7 +9,9 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,11 +34,14 @@ type Cluster struct {
 	life   sync.RWMutex
 	closed bool // under life
 
-	mu      sync.Mutex       // guards the fields below
-	meta    []byte           // our encoded Meta
-	id      string           // our Meta.ID, fixed
-	gone    map[string]Event // members last seen leaving or failing
-	closing bool             // no more events are queued
+	mu      sync.Mutex        // guards the fields below
+	meta    []byte            // our encoded Meta
+	id      string            // our Meta.ID, fixed
+	addr    netip.AddrPort    // our advertised address, fixed
+	live    map[string]Member // members alive, by id, self included
+	gone    map[string]Event  // members last seen leaving or failing
+	closing bool              // no more events are queued
+	leaving bool              // Leave was called: our Meta says so
 }
 
 // New starts gossip listeners from cfg; the node is alone until Join.
@@ -55,6 +60,7 @@ func New(cfg Config) (*Cluster, error) {
 		metrics: newMetrics(),
 		meta:    meta,
 		id:      cfg.Meta.ID,
+		live:    make(map[string]Member),
 		gone:    make(map[string]Event),
 	}
 
@@ -69,6 +75,11 @@ func New(cfg Config) (*Cluster, error) {
 		mc.AdvertisePort = port
 	}
 	c.tr = newCountingTransport(nt, &c.traffic)
+	if ip, port, err := c.tr.FinalAdvertiseAddr(mc.AdvertiseAddr, mc.AdvertisePort); err == nil {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			c.addr = netip.AddrPortFrom(a.Unmap(), uint16(port))
+		}
+	}
 	mc.Transport = c.tr
 	mc.Logger = logger
 	mc.Delegate = delegate{c}
@@ -145,9 +156,7 @@ func (c *Cluster) stopEvents() {
 }
 
 // Addr is the address other members reach this node on.
-func (c *Cluster) Addr() netip.AddrPort {
-	return c.member(c.ml.LocalNode()).Addr
-}
+func (c *Cluster) Addr() netip.AddrPort { return c.addr }
 
 // Join contacts seeds ("host:port", or "host" for our port) and syncs
 // state with each one reached. It returns how many were reached; ErrJoin
@@ -186,10 +195,6 @@ func (c *Cluster) Join(ctx context.Context, seeds []string) (int, error) {
 // waits until the update has been sent to the cluster, or ctx ends (the
 // update still spreads).
 func (c *Cluster) UpdateMeta(ctx context.Context, m Meta) error {
-	b, err := m.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("gossip: update meta: %w", err)
-	}
 	if m.ID != c.id {
 		return fmt.Errorf("gossip: update meta: %w: id %q is not ours", ErrMetaFormat, m.ID)
 	}
@@ -198,22 +203,51 @@ func (c *Cluster) UpdateMeta(ctx context.Context, m Meta) error {
 	if c.closed {
 		return ErrClosed
 	}
-	c.mu.Lock()
-	c.meta = b
-	c.mu.Unlock()
+	if err := c.setMeta(m); err != nil {
+		return fmt.Errorf("gossip: update meta: %w", err)
+	}
 	if err := c.ml.UpdateNode(c.wait(ctx)); err != nil {
 		return fmt.Errorf("gossip: update meta: %w", err)
 	}
 	return ctx.Err()
 }
 
+// setMeta encodes m as our metadata, flagged Leaving after Leave.
+func (c *Cluster) setMeta(m Meta) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.Leaving = m.Leaving || c.leaving
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	c.meta = b
+	return nil
+}
+
 // Leave tells the cluster this node is leaving and waits until that has
-// been gossiped, or ctx ends. The node keeps answering until Close.
+// been gossiped, or ctx ends: first our Meta flagged Leaving (so the others
+// report EventLeave, not EventFailed), then memberlist's leave. The node
+// keeps answering until Close.
 func (c *Cluster) Leave(ctx context.Context) error {
 	c.life.RLock()
 	defer c.life.RUnlock()
 	if c.closed {
 		return ErrClosed
+	}
+	c.mu.Lock()
+	c.leaving = true
+	var m Meta
+	err := m.UnmarshalBinary(c.meta)
+	c.mu.Unlock()
+	if err == nil {
+		err = c.setMeta(m)
+	}
+	if err == nil {
+		err = c.ml.UpdateNode(c.wait(ctx))
+	}
+	if err != nil {
+		return fmt.Errorf("gossip: leave: %w", err)
 	}
 	if err := c.ml.Leave(c.wait(ctx)); err != nil {
 		return fmt.Errorf("gossip: leave: %w", err)
@@ -246,14 +280,24 @@ func (c *Cluster) Close() error {
 	return nil
 }
 
-// Members returns the live members (alive or suspect), this node included.
+// Members returns the live members by id, this node included. It is
+// built from memberlist's events (memberlist.Members hands out nodes it
+// keeps changing), so a member under suspicion shows as alive until it is
+// declared dead.
 func (c *Cluster) Members() []Member {
-	nodes := c.ml.Members()
-	out := make([]Member, 0, len(nodes))
-	for _, n := range nodes {
-		out = append(out, c.member(n))
-	}
+	c.mu.Lock()
+	out := slices.Collect(maps.Values(c.live))
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Meta.ID, b.Meta.ID) })
 	return out
+}
+
+// Member returns the live member with the given id.
+func (c *Cluster) Member(id string) (Member, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.live[id]
+	return m, ok
 }
 
 // Traffic is gossip traffic since New, as counted at the transport: after

@@ -40,8 +40,12 @@ func (delegate) MergeRemoteState(buf []byte, join bool)     {}
 func (d delegate) NotifyJoin(n *memberlist.Node)   { d.c.event(EventJoin, n) }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.c.event(EventUpdate, n) }
 
+// NotifyLeave: memberlist never sets n.State (its own node state shadows
+// it), so a leave is told from a failure by the Leaving flag the member
+// gossiped before it went.
 func (d delegate) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
+	var m Meta
+	if m.UnmarshalBinary(n.Meta) == nil && m.Leaving {
 		d.c.event(EventLeave, n)
 		return
 	}
@@ -77,7 +81,9 @@ func stateOf(s memberlist.NodeStateType) State {
 	return 0
 }
 
-// event records a membership change and queues it for OnEvent.
+// event records a membership change and queues it for OnEvent. It runs
+// under memberlist's node lock, the only place n may be read: memberlist
+// keeps changing the nodes it hands out.
 func (c *Cluster) event(t EventType, n *memberlist.Node) {
 	ev := Event{Type: t, Member: c.member(n), At: time.Now()}
 	switch t {
@@ -95,8 +101,10 @@ func (c *Cluster) event(t EventType, n *memberlist.Node) {
 	defer c.mu.Unlock()
 	switch t {
 	case EventLeave, EventFailed:
+		delete(c.live, n.Name)
 		c.gone[n.Name] = ev
 	default:
+		c.live[n.Name] = ev.Member
 		delete(c.gone, n.Name)
 	}
 	if c.queue == nil {

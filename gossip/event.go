@@ -12,7 +12,7 @@ type State uint8
 // States.
 const (
 	StateAlive   State = iota + 1 // answering probes
-	StateSuspect                  // missed a probe; has until the suspicion timeout to refute
+	StateSuspect                  // missed a probe; has until the suspicion timeout to refute (not reported yet: see Members)
 	StateDead                     // declared failed by the cluster
 	StateLeft                     // left on purpose (Leave)
 )

@@ -17,7 +17,10 @@ const MaxMetaSize = memberlist.MetaMaxSize
 // version-1 decoder ignores bytes after the fields it knows.
 const metaVersion = 1
 
-const flagDraining = 1 << 0
+const (
+	flagDraining = 1 << 0
+	flagLeaving  = 1 << 1
+)
 
 // Meta is what a relay tells the cluster about itself. It is gossiped to
 // every member, so it holds hints only, never commands.
@@ -32,11 +35,16 @@ type Meta struct {
 	Load     uint32 // open client connections
 	Capacity uint32 // client connections the relay takes (0: unstated)
 	Draining bool   // the relay admits no new sessions
+	// Leaving is set by Cluster.Leave, whatever UpdateMeta says: a member
+	// that disappears after announcing it is reported as EventLeave, one
+	// that disappears without as EventFailed. (memberlist itself does not
+	// tell its delegates which of the two happened.)
+	Leaving bool
 }
 
 // MarshalBinary encodes m (version 1):
 //
-//	version byte (1) | flags byte (bit 0: draining) |
+//	version byte (1) | flags byte (bit 0: draining, bit 1: leaving) |
 //	uvarint protocol | uvarint load | uvarint capacity |
 //	6 × (uvarint length, bytes): id, region, ws, quic, turn, software
 //
@@ -49,6 +57,9 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	var flags byte
 	if m.Draining {
 		flags |= flagDraining
+	}
+	if m.Leaving {
+		flags |= flagLeaving
 	}
 	b = append(b, metaVersion, flags)
 	b = binary.AppendUvarint(b, uint64(m.Protocol))
@@ -79,6 +90,7 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	}
 	var out Meta
 	out.Draining = b[1]&flagDraining != 0
+	out.Leaving = b[1]&flagLeaving != 0
 	b = b[2:]
 	for _, p := range []*uint32{&out.Protocol, &out.Load, &out.Capacity} {
 		v, n := binary.Uvarint(b)

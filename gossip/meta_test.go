@@ -25,6 +25,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{"max numbers", Meta{ID: "r", Protocol: 1<<32 - 1, Load: 1<<32 - 1, Capacity: 1<<32 - 1}},
 		{"long fields", Meta{ID: "r", WS: big, QUIC: big}},
 		{"unicode", Meta{ID: "relais-zürich", Region: "europe-ouest"}},
+		{"leaving", Meta{ID: "r", Leaving: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func (m *metrics) register(reg prometheus.Registerer, c *Cluster) error {
 }
 
 var (
-	descMembers = prometheus.NewDesc("stapes_gossip_members", "Members as this node sees them, by state (dead and left until reclaimed).", []string{"state"}, nil)
+	descMembers = prometheus.NewDesc("stapes_gossip_members", "Members as this node sees them, by state: alive (suspects included), dead and left (until reclaimed).", []string{"state"}, nil)
 	descHealth  = prometheus.NewDesc("stapes_gossip_health_score", "memberlist's local health score (0 is healthy; higher stretches probe intervals).", nil, nil)
 	descSent    = prometheus.NewDesc("stapes_gossip_sent_bytes_total", "Gossip bytes sent, after encryption and compression, without IP/UDP/TCP headers.", []string{"transport"}, nil)
 	descRecv    = prometheus.NewDesc("stapes_gossip_received_bytes_total", "Gossip bytes received, as sent.", []string{"transport"}, nil)
@@ -53,11 +53,9 @@ func (*collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	c := (*Cluster)(col)
-	counts := map[State]int{StateAlive: 0, StateSuspect: 0, StateDead: 0, StateLeft: 0}
-	for _, m := range c.Members() {
-		counts[m.State]++
-	}
+	counts := map[State]int{StateAlive: 0, StateDead: 0, StateLeft: 0}
 	c.mu.Lock()
+	counts[StateAlive] = len(c.live)
 	for id, ev := range c.gone {
 		if time.Since(ev.At) > c.mc.GossipToTheDeadTime {
 			delete(c.gone, id) // memberlist has forgotten it too
