@@ -78,6 +78,50 @@ func parseKB(v string) int64 {
 type Proc struct {
 	Name string // metric label: "relayd", "harness", "forwarder"...
 	Pid  int
+	// Tree adds the CPU time of the process's children (a PostgreSQL
+	// postmaster's backends) to its own. A child that exits during the
+	// window takes its time with it; one started during it counts whole.
+	Tree bool
+}
+
+// readUsage reads p, adding its children's CPU time for a Tree.
+func readUsage(p Proc) (ProcStat, error) {
+	st, err := ReadProc(p.Pid)
+	if err != nil || !p.Tree {
+		return st, err
+	}
+	for _, c := range childPids(p.Pid) {
+		if cs, err := ReadProc(c); err == nil {
+			st.CPU += cs.CPU
+		}
+	}
+	return st, nil
+}
+
+// childPids lists the processes whose parent is pid (from /proc/*/stat).
+func childPids(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+		if err != nil {
+			continue
+		}
+		// Field 4, the parent pid, is the second after the command name.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // Self is the harness process.
@@ -94,7 +138,7 @@ type Usage struct {
 func StartUsage(procs ...Proc) *Usage {
 	u := &Usage{}
 	for _, p := range procs {
-		if st, err := ReadProc(p.Pid); err == nil {
+		if st, err := readUsage(p); err == nil {
 			u.procs = append(u.procs, p)
 			u.start = append(u.start, st)
 		}
@@ -108,7 +152,7 @@ func StartUsage(procs ...Proc) *Usage {
 func (u *Usage) Metrics(ops int) map[string]float64 {
 	m := map[string]float64{}
 	for i, p := range u.procs {
-		end, err := ReadProc(p.Pid)
+		end, err := readUsage(p)
 		if err != nil {
 			continue
 		}

@@ -78,7 +78,7 @@ func ScoresChart(r *Report) image.Image {
 	sc := &chart.Scores{Title: "Distance to goal: median value / goal (<= 1 is met)", XLabel: "score (1 = goal)", Ref: 1}
 	for _, s := range r.Scenarios {
 		for _, c := range s.Checks {
-			if c.Goal.Target == 0 {
+			if !c.Goal.Set() {
 				continue
 			}
 			sc.Labels = append(sc.Labels, s.Name+": "+c.Name)

@@ -8,14 +8,18 @@ import (
 // Goal is a target for a figure: a ratio to a baseline, or an absolute
 // value when the check has no baseline.
 type Goal struct {
-	// Op is "<=" (lower is better) or ">=" (higher is better).
+	// Op is "<=" (lower is better), ">=" (higher is better) or "=="
+	// (the value must be exactly Target, e.g. 0 rows).
 	Op string `json:"op"`
-	// Target is the bound; 0 means no goal: the check is reported for
-	// information only.
+	// Target is the bound; 0 means no goal (the check is reported for
+	// information only) unless Op is "==".
 	Target float64 `json:"target"`
 	// Unit of Target for an absolute goal (e.g. "µs", "KiB"); "×" for a ratio.
 	Unit string `json:"unit"`
 }
+
+// Set reports whether g is a goal: a non-zero target, or an exact one.
+func (g Goal) Set() bool { return g.Target != 0 || g.Op == "==" }
 
 // Verdicts.
 const (
@@ -41,7 +45,9 @@ type Check struct {
 	Value     Stat   `json:"value"` // the ratio per repeat, or the absolute value
 	Verdict   string `json:"verdict"`
 	// Score is how far the median is from the goal: value/target for
-	// "<=", target/value for ">="; above 1 is not met. NaN without data.
+	// "<=", target/value for ">="; for "==", 1 + the largest |value −
+	// target| of any repeat / max(|target|, 1), since every repeat must
+	// hit an exact goal. Above 1 is not met. NaN without data.
 	Score float64 `json:"score"`
 }
 
@@ -87,11 +93,17 @@ func judge(g Goal, v Stat) (string, float64) {
 	if !v.Valid() {
 		return NoData, math.NaN()
 	}
-	if g.Target == 0 {
+	if !g.Set() {
 		return Info, math.NaN()
 	}
 	var score float64
 	switch g.Op {
+	case "==":
+		// Every repeat must hit the target, not just the median.
+		score = 1 + max(math.Abs(v.Min-g.Target), math.Abs(v.Max-g.Target))/max(math.Abs(g.Target), 1)
+		if v.Min == g.Target && v.Max == g.Target {
+			score = 1
+		}
 	case ">=":
 		score = math.Inf(1)
 		if v.Median > 0 {
@@ -106,17 +118,26 @@ func judge(g Goal, v Stat) (string, float64) {
 	return NotMet, score
 }
 
-// String renders a goal as "≤ 1.3×" or "≤ 2000 µs".
+// String renders a goal as "≤ 1.3×", "≤ 2000 µs", "≤ 100 ms" (µs from
+// 10 ms up) or "= 0 rows".
 func (g Goal) String() string {
-	if g.Target == 0 {
+	if !g.Set() {
 		return "—"
 	}
 	op := "≤"
-	if g.Op == ">=" {
+	switch g.Op {
+	case ">=":
 		op = "≥"
+	case "==":
+		op = "="
 	}
-	if g.Unit == "×" || g.Unit == "" {
+	switch {
+	case g.Unit == "×" || g.Unit == "":
 		return fmt.Sprintf("%s %s×", op, trimFloat(g.Target))
+	case g.Unit == "µs" && g.Target >= 1e6:
+		return fmt.Sprintf("%s %s s", op, trimFloat(g.Target/1e6))
+	case g.Unit == "µs" && g.Target >= 1e4:
+		return fmt.Sprintf("%s %s ms", op, trimFloat(g.Target/1e3))
 	}
 	return fmt.Sprintf("%s %s %s", op, trimFloat(g.Target), g.Unit)
 }

@@ -61,6 +61,9 @@ func TestChecksRatioAndVerdict(t *testing.T) {
 		{"higher is better not met", []float64{50, 60, 70}, []float64{100, 100, 100}, Goal{">=", 0.9, "×"}, "base", 0.6, 0.5, NotMet, 0.9 / 0.6},
 		{"absolute met", []float64{1500, 1900, 1700}, nil, Goal{"<=", 2000, "µs"}, "", 1700, 1500, Met, 0.85},
 		{"absolute not met", []float64{2500, 2100, 3000}, nil, Goal{"<=", 2000, "µs"}, "", 2500, 2100, NotMet, 1.25},
+		{"exact met", []float64{0, 0, 0}, nil, Goal{"==", 0, "rows"}, "", 0, 0, Met, 1},
+		{"exact not met", []float64{0, 3, 5}, nil, Goal{"==", 0, "rows"}, "", 3, 0, NotMet, 6},
+		{"exact: every repeat must hit it", []float64{0, 0, 2}, nil, Goal{"==", 0, "rows"}, "", 0, 0, NotMet, 3},
 		{"info only", []float64{1, 2, 3}, []float64{1, 1, 1}, Goal{}, "base", 2, 1, Info, math.NaN()},
 		{"no data", nil, []float64{1}, Goal{"<=", 1, "×"}, "base", math.NaN(), math.NaN(), NoData, math.NaN()},
 	}
@@ -108,6 +111,9 @@ func TestGoalString(t *testing.T) {
 		{Goal{"<=", 1.3, "×"}, "≤ 1.3×"},
 		{Goal{">=", 0.9, "×"}, "≥ 0.9×"},
 		{Goal{"<=", 2000, "µs"}, "≤ 2000 µs"},
+		{Goal{"==", 0, "rows"}, "= 0 rows"},
+		{Goal{"<=", 100_000, "µs"}, "≤ 100 ms"},
+		{Goal{"<=", 1_000_000, "µs"}, "≤ 1 s"},
 		{Goal{}, "—"},
 	}
 	for _, tc := range tests {

@@ -31,6 +31,9 @@ type Options struct {
 	Setups int
 	// Sessions are the concurrencies of durable-commit. Default 1, 16, 64.
 	Sessions []int
+	// SyncEntries is the number of log entries the sync scenario commits
+	// to the relay's outbox before draining it. Default 50,000.
+	SyncEntries int
 }
 
 // WithDefaults fills unset fields.
@@ -49,6 +52,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if len(o.Sessions) == 0 {
 		o.Sessions = []int{1, 16, 64}
+	}
+	if o.SyncEntries <= 0 {
+		o.SyncEntries = 50_000
 	}
 	return o
 }
@@ -71,7 +77,7 @@ var registry []*Scenario
 func register(s *Scenario) { registry = append(registry, s) }
 
 // suiteOrder is the order scenarios run and are reported in.
-var suiteOrder = []string{"relay-hop-ws", "relay-hop-quic", "durable-commit", "idle-memory", "quic-setup", "slow-relay"}
+var suiteOrder = []string{"relay-hop-ws", "relay-hop-quic", "durable-commit", "idle-memory", "quic-setup", "slow-relay", "sync"}
 
 // All returns every scenario in suite order.
 func All() []*Scenario {
