@@ -192,6 +192,11 @@ func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
 // of at most MaxRecords entries (a single larger commit is sent whole).
 func (s *Syncer) build(ctx context.Context) (syncproto.Batch, error) {
 	b := syncproto.Batch{Relay: s.cfg.Relay, Pos: s.cfg.Outbox.OutboxAcked()}
+	// Read the stable position before the outbox: ReadOutbox reads up to a
+	// stable position at least this high, so when it finds nothing, every
+	// position up to this one is a hole. (Reading it after would count
+	// commits that finished in between as holes and lose them.)
+	stable := s.cfg.Outbox.OutboxStable()
 	var recs []storage.OutboxRecord
 	total := 0
 	errFull := fmt.Errorf("full")
@@ -208,9 +213,8 @@ func (s *Syncer) build(ctx context.Context) (syncproto.Batch, error) {
 		return b, err
 	}
 	if len(recs) == 0 {
-		// Positions up to the stable one may all be holes.
-		if st := s.cfg.Outbox.OutboxStable(); st > b.Pos {
-			b.Pos = st
+		if stable > b.Pos {
+			b.Pos = stable // only holes up to there
 		}
 		return b, nil
 	}

@@ -1,0 +1,52 @@
+package control
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/stapes-relay/stapes/storage"
+)
+
+// racyOutbox is an outbox whose commit at position 1 completes between
+// the syncer's reads: ReadOutbox does not see it yet, OutboxStable
+// afterwards says it is done.
+type racyOutbox struct {
+	read  bool
+	acked uint64
+}
+
+func (o *racyOutbox) ReadOutbox(ctx context.Context, after uint64, limit int, fn func(storage.OutboxRecord) error) error {
+	o.read = true
+	return nil // position 1 is still being committed when the read happens
+}
+func (o *racyOutbox) AckOutbox(ctx context.Context, pos uint64) error { o.acked = pos; return nil }
+func (o *racyOutbox) OutboxAcked() uint64                             { return o.acked }
+func (o *racyOutbox) OutboxStable() uint64 {
+	if o.read {
+		return 1 // the commit finished right after the read
+	}
+	return 0 // before the read: position 1 in flight
+}
+func (o *racyOutbox) ReadChain(ctx context.Context, session string, after, upto uint64, limit int, fn func(uint64, []byte, []byte) error) error {
+	return nil
+}
+func (o *racyOutbox) Meta(ctx context.Context, name string) ([]byte, bool, error) {
+	return []byte("t1"), true, nil
+}
+
+// TestSyncNeverAcksAFreshCommitAsAHole: a commit that lands between the
+// syncer's outbox read and its hole check must not be acknowledged unsent.
+func TestSyncNeverAcksAFreshCommitAsAHole(t *testing.T) {
+	o := &racyOutbox{}
+	sy, err := NewSyncer(SyncConfig{Outbox: o, Relay: "r", URL: "http://127.0.0.1:1", Credential: "c", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sy.SyncOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if o.acked != 0 {
+		t.Fatalf("acknowledged position %d, which was never read or sent", o.acked)
+	}
+}
