@@ -264,7 +264,7 @@ type syncAnswer struct {
 }
 
 func (s *Syncer) post(ctx context.Context, b *syncproto.Batch) (uint64, error) {
-	body := syncproto.Append(nil, b)
+	body := syncproto.Append(make([]byte, 0, syncproto.Size(b)), b)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.cfg.URL, "/")+"/v1/relay/sync", bytes.NewReader(body))
 	if err != nil {
 		return 0, err

@@ -40,7 +40,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, n *pgstore.Node) e
 		s.m.syncBatches.WithLabelValues("rejected").Inc()
 		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be %s", syncproto.ContentType)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxSyncBody))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxSyncBody), r.ContentLength, s.cfg.MaxSyncBody)
 	if err != nil {
 		s.m.syncBatches.WithLabelValues("rejected").Inc()
 		var big *http.MaxBytesError
@@ -109,4 +109,22 @@ func storableText(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// readBody reads a request body into one buffer sized from Content-Length
+// (bounded by max), instead of growing it by doubling.
+func readBody(r io.Reader, length, max int64) ([]byte, error) {
+	if length <= 0 || length > max {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, length)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	// Nothing may follow the announced length.
+	var one [1]byte
+	if n, _ := r.Read(one[:]); n > 0 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	return buf, nil
 }

@@ -61,6 +61,15 @@ type Batch struct {
 	Records []Record
 }
 
+// Size returns an upper bound of b's encoded length, to size buffers.
+func Size(b *Batch) int {
+	n := len(magic) + 3*binary.MaxVarintLen64 + len(b.Relay)
+	for _, r := range b.Records {
+		n += 4*binary.MaxVarintLen64 + len(r.Tenant) + len(r.Session) + HashLen + len(r.Frame)
+	}
+	return n
+}
+
 // Append encodes b after dst.
 func Append(dst []byte, b *Batch) []byte {
 	dst = append(dst, magic...)

@@ -23,6 +23,9 @@ func TestRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(&got, b) {
 		t.Fatalf("got %+v, want %+v", got, b)
 	}
+	if n := len(Append(nil, b)); n > Size(b) {
+		t.Fatalf("Size %d below the encoded length %d", Size(b), n)
+	}
 }
 
 func TestMalformed(t *testing.T) {
