@@ -4,6 +4,7 @@ import "errors"
 
 // Errors.
 var (
-	ErrConfig   = errors.New("control: invalid config")
-	ErrRejected = errors.New("control: control plane refused the request")
+	ErrConfig     = errors.New("control: invalid config")
+	ErrRejected   = errors.New("control: control plane refused the request")
+	ErrIncomplete = errors.New("control: outbox record not fully readable yet")
 )

@@ -223,6 +223,7 @@ func (s *Syncer) build(ctx context.Context) (syncproto.Batch, error) {
 		if err != nil {
 			return b, err
 		}
+		n := len(b.Records)
 		err = s.cfg.Outbox.ReadChain(ctx, r.Session, r.First-1, r.Last, 0, func(seq uint64, hash, frame []byte) error {
 			b.Records = append(b.Records, syncproto.Record{Tenant: tenant, Session: r.Session, Seq: seq,
 				Hash: append([]byte(nil), hash...), Frame: append([]byte(nil), frame...)})
@@ -230,6 +231,15 @@ func (s *Syncer) build(ctx context.Context) (syncproto.Batch, error) {
 		})
 		if err != nil {
 			return b, err
+		}
+		if got := uint64(len(b.Records) - n); got != r.Last-r.First+1 {
+			// The record's entries are not all readable: never acknowledge
+			// past it. Ship what came before; retry it next time.
+			b.Records = b.Records[:n]
+			if n == 0 {
+				return b, fmt.Errorf("%w: outbox position %d: session %s entries %d..%d, %d readable", ErrIncomplete, r.Pos, r.Session, r.First, r.Last, got)
+			}
+			return b, nil
 		}
 		b.Pos = r.Pos
 	}

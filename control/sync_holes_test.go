@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 
@@ -48,5 +49,34 @@ func TestSyncNeverAcksAFreshCommitAsAHole(t *testing.T) {
 	}
 	if o.acked != 0 {
 		t.Fatalf("acknowledged position %d, which was never read or sent", o.acked)
+	}
+}
+
+// shortOutbox lists a record whose entries are not all readable yet (the
+// store's read bound lags the outbox): the syncer must not acknowledge it.
+type shortOutbox struct{ racyOutbox }
+
+func (o *shortOutbox) ReadOutbox(ctx context.Context, after uint64, limit int, fn func(storage.OutboxRecord) error) error {
+	if after >= 1 {
+		return nil
+	}
+	return fn(storage.OutboxRecord{Pos: 1, Session: "s", First: 1, Last: 3})
+}
+func (o *shortOutbox) OutboxStable() uint64 { return 1 }
+func (o *shortOutbox) ReadChain(ctx context.Context, session string, after, upto uint64, limit int, fn func(uint64, []byte, []byte) error) error {
+	return fn(1, make([]byte, 32), []byte{5}) // only seq 1 of 1..3
+}
+
+func TestSyncNeverAcksAPartlyReadableRecord(t *testing.T) {
+	o := &shortOutbox{}
+	sy, err := NewSyncer(SyncConfig{Outbox: o, Relay: "r", URL: "http://127.0.0.1:1", Credential: "c", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sy.SyncOnce(context.Background()); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("got %v, want ErrIncomplete", err)
+	}
+	if o.acked != 0 {
+		t.Fatalf("acknowledged position %d with entries missing", o.acked)
 	}
 }

@@ -56,7 +56,15 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 		return wrap(reasonConcurrent, ErrConcurrentCommit)
 	}
 	newHead, synced := head, false
-	defer func() { s.release(session, in, newHead, synced) }()
+	var outPos uint64 // outbox position taken by this commit (0: none)
+	defer func() {
+		s.release(session, in, newHead, synced)
+		// Only now may the syncer read this commit's outbox record: the
+		// session's durable head (which caps reads) includes its entries.
+		if outPos != 0 {
+			s.outboxDone(outPos)
+		}
+	}()
 
 	for name := range meta {
 		if err := checkMetaName(name); err != nil {
@@ -82,7 +90,7 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 	b := s.db.NewBatchWithSize(batchSize(session, entries, meta) + len(entries)*(1+hashLen) + 32)
 	if len(entries) > 0 {
 		pos := s.assignOutbox()
-		defer s.outboxDone(pos)
+		outPos = pos
 		_ = b.Set(outboxKey(pos), outboxRecord(session, entries[0].Seq, entries[len(entries)-1].Seq), nil)
 	}
 	for _, e := range entries {
