@@ -33,6 +33,7 @@ type Conn struct {
 	closed chan struct{}
 
 	closeOnce sync.Once
+	quit      chan struct{} // closed by Close
 	gateMu    sync.Mutex
 	paused    [wire.NumClasses]chan struct{}
 
@@ -61,7 +62,7 @@ func DialAddr(t testing.TB, addr string, tc *tls.Config, transport string) *Conn
 func TryDial(addr string, tc *tls.Config, transport string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &Conn{in: make(chan wire.Frame, 1024), errs: make(chan error, 8), closed: make(chan struct{})}
+	c := &Conn{in: make(chan wire.Frame, 1024), errs: make(chan error, 8), closed: make(chan struct{}), quit: make(chan struct{})}
 	switch transport {
 	case "ws":
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
@@ -108,10 +109,17 @@ func TryDial(addr string, tc *tls.Config, transport string) (*Conn, error) {
 func (c *Conn) push(b []byte) {
 	f, err := wire.Decode(b, 1<<20)
 	if err != nil {
-		c.errs <- fmt.Errorf("decode from relay: %w", err)
+		select {
+		case c.errs <- fmt.Errorf("decode from relay: %w", err):
+		case <-c.quit:
+		}
 		return
 	}
-	c.in <- f
+	select {
+	case c.in <- f:
+	case <-c.quit: // closed: nobody reads any more
+		return
+	}
 	if f.Type == wire.TypeError && f.Fatal && c.qc != nil {
 		// As a client must: hang up after a fatal ERROR.
 		c.qc.CloseWithError(0, "")
@@ -323,6 +331,7 @@ func (c *Conn) ClosedWith(d time.Duration) (code wire.Code, closed bool) {
 
 func (c *Conn) Close() {
 	c.closeOnce.Do(func() {
+		close(c.quit) // readers blocked on a full buffer give up
 		if c.ws != nil {
 			c.ws.CloseNow()
 		}
