@@ -83,19 +83,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.sessionTTL, "session-token-ttl", time.Hour, "lifetime of the relay session tokens minted per fitting session (at most 24h)")
 	fs.DurationVar(&o.apiTokenTTL, "api-token-ttl", 12*time.Hour, "lifetime of a clinician's API token")
 	fs.DurationVar(&o.relayLiveness, "relay-liveness", 30*time.Second, "a relay without a heartbeat for this long is not given new sessions")
-	if err := envflag.Apply(fs); err != nil {
+	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
 		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(out, usageHead)
-			fs.SetOutput(out)
-			fs.PrintDefaults()
-		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if o.databaseURL == "" {
 		o.databaseURL = os.Getenv("DATABASE_URL")

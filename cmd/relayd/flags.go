@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"github.com/stapes-relay/stapes/internal/envflag"
 	"io"
 	"os"
@@ -87,19 +86,8 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.credFile, "node-credential-file", "", "file with this relay's node credential for controld (with --control-url)")
 	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, localhost for an empty host)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
-	if err := envflag.Apply(fs); err != nil {
+	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
 		return nil, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(out, usageHead)
-			fs.SetOutput(out)
-			fs.PrintDefaults()
-		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if o.keyring == "" && o.controlURL == "" {
 		return nil, errors.New("--keyring is required unless --control-url is set (create one with 'stapes keygen --out DIR')")

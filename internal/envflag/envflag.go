@@ -4,8 +4,10 @@
 package envflag
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -27,4 +29,25 @@ func Apply(fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// Parse applies the environment to fs, then parses args. On --help it
+// prints head and the flag defaults to out and returns flag.ErrHelp.
+// Positional arguments are refused.
+func Parse(fs *flag.FlagSet, args []string, out io.Writer, head string) error {
+	if err := Apply(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(out, head)
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
 }
