@@ -129,18 +129,23 @@ func (s *Syncer) Kick() {
 	}
 }
 
-// Run syncs until ctx ends.
+// Run syncs until ctx ends. While a batch is in flight, the next one is
+// read from the outbox and encoded, so a backlog drains at the pace of
+// controld rather than of controld plus the local reads.
 func (s *Syncer) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
+	var ready *prepared // the next batch, built while the last was in flight
 	for {
-		n, err := s.SyncOnce(ctx)
+		n, next, err := s.syncOnce(ctx, ready, true)
+		ready = next
 		var wait time.Duration
 		switch {
 		case err != nil:
+			ready = nil
 			backoff = min(max(2*backoff, s.cfg.BackoffMin), s.cfg.BackoffMax)
 			wait = backoff/2 + rand.N(backoff/2+1)
 			s.log.Warn("sync failed; will retry", "err", err, "retry_in", wait.Round(time.Millisecond))
-		case n > 0:
+		case n > 0 || ready != nil:
 			backoff = 0
 			continue // more may be waiting
 		default:
@@ -162,36 +167,107 @@ func (s *Syncer) Run(ctx context.Context) error {
 // SyncOnce ships one batch, if there is anything to ship, and returns how
 // many log entries controld confirmed.
 func (s *Syncer) SyncOnce(ctx context.Context) (int, error) {
-	b, err := s.build(ctx)
-	if err != nil || len(b.Records) == 0 {
-		if err == nil && b.Pos > s.cfg.Outbox.OutboxAcked() {
-			// Only holes: nothing to send, but the cursor moves on.
-			return 0, s.cfg.Outbox.AckOutbox(ctx, b.Pos)
-		}
-		return 0, err
-	}
-	acked, err := s.post(ctx, &b)
-	if err != nil {
-		s.batches.WithLabelValues("error").Inc()
-		return 0, err
-	}
-	if acked != b.Pos {
-		s.batches.WithLabelValues("error").Inc()
-		return 0, fmt.Errorf("%w: acked position %d, sent %d", ErrRejected, acked, b.Pos)
-	}
-	if err := s.cfg.Outbox.AckOutbox(ctx, b.Pos); err != nil {
-		return 0, err
-	}
-	s.batches.WithLabelValues("ok").Inc()
-	s.records.Add(float64(len(b.Records)))
-	s.lastSync.SetToCurrentTime()
-	return len(b.Records), nil
+	n, _, err := s.syncOnce(ctx, nil, false)
+	return n, err
 }
 
-// build reads outbox records after the acknowledged position into a batch
+// Drain ships batches, pipelined as Run does, until the outbox is
+// acknowledged up to position upto (or an error). It returns the number of
+// entries controld confirmed.
+func (s *Syncer) Drain(ctx context.Context, upto uint64) (int, error) {
+	total := 0
+	var ready *prepared
+	for s.cfg.Outbox.OutboxAcked() < upto {
+		n, next, err := s.syncOnce(ctx, ready, true)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 && next == nil && s.cfg.Outbox.OutboxAcked() < upto && s.cfg.Outbox.OutboxStable() < upto {
+			return total, fmt.Errorf("control: drain: outbox position %d is not stable yet (stable %d)", upto, s.cfg.Outbox.OutboxStable())
+		}
+		ready = next
+	}
+	return total, nil
+}
+
+// prepared is a batch read from the outbox and encoded.
+type prepared struct {
+	after uint64 // the outbox position it starts after
+	b     syncproto.Batch
+	body  []byte
+}
+
+// prepare reads the batch after position after and encodes it.
+func (s *Syncer) prepare(ctx context.Context, after uint64) (*prepared, error) {
+	b, err := s.build(ctx, after)
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{after: after, b: b}
+	if len(b.Records) > 0 {
+		p.body = syncproto.Append(make([]byte, 0, syncproto.Size(&b)), &b)
+	}
+	return p, nil
+}
+
+// syncOnce ships ready (when it starts at the acknowledged position) or a
+// freshly read batch. With prefetch it reads and encodes the following
+// batch while this one is in flight and returns it when this one was
+// confirmed.
+func (s *Syncer) syncOnce(ctx context.Context, ready *prepared, prefetch bool) (int, *prepared, error) {
+	acked := s.cfg.Outbox.OutboxAcked()
+	p := ready
+	if p == nil || p.after != acked {
+		var err error
+		if p, err = s.prepare(ctx, acked); err != nil {
+			return 0, nil, err
+		}
+	}
+	if len(p.b.Records) == 0 {
+		if p.b.Pos > acked {
+			// Only holes: nothing to send, but the cursor moves on.
+			return 0, nil, s.cfg.Outbox.AckOutbox(ctx, p.b.Pos)
+		}
+		return 0, nil, nil
+	}
+	var next chan *prepared
+	if prefetch {
+		next = make(chan *prepared, 1)
+		go func() {
+			n, err := s.prepare(ctx, p.b.Pos)
+			if err != nil || (len(n.b.Records) == 0 && n.b.Pos == p.b.Pos) {
+				n = nil // nothing more (or an error the next round meets again)
+			}
+			next <- n
+		}()
+	}
+	ackedTo, err := s.post(ctx, p.body)
+	var following *prepared
+	if next != nil {
+		following = <-next
+	}
+	if err != nil {
+		s.batches.WithLabelValues("error").Inc()
+		return 0, nil, err
+	}
+	if ackedTo != p.b.Pos {
+		s.batches.WithLabelValues("error").Inc()
+		return 0, nil, fmt.Errorf("%w: acked position %d, sent %d", ErrRejected, ackedTo, p.b.Pos)
+	}
+	if err := s.cfg.Outbox.AckOutbox(ctx, p.b.Pos); err != nil {
+		return 0, nil, err
+	}
+	s.batches.WithLabelValues("ok").Inc()
+	s.records.Add(float64(len(p.b.Records)))
+	s.lastSync.SetToCurrentTime()
+	return len(p.b.Records), following, nil
+}
+
+// build reads outbox records after position after into a batch
 // of at most MaxRecords entries (a single larger commit is sent whole).
-func (s *Syncer) build(ctx context.Context) (syncproto.Batch, error) {
-	b := syncproto.Batch{Relay: s.cfg.Relay, Pos: s.cfg.Outbox.OutboxAcked()}
+func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, error) {
+	b := syncproto.Batch{Relay: s.cfg.Relay, Pos: after}
 	// Read the stable position before the outbox: ReadOutbox reads up to a
 	// stable position at least this high, so when it finds nothing, every
 	// position up to this one is a hole. (Reading it after would count
@@ -273,8 +349,7 @@ type syncAnswer struct {
 	Broken   []string `json:"broken"`
 }
 
-func (s *Syncer) post(ctx context.Context, b *syncproto.Batch) (uint64, error) {
-	body := syncproto.Append(make([]byte, 0, syncproto.Size(b)), b)
+func (s *Syncer) post(ctx context.Context, body []byte) (uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.cfg.URL, "/")+"/v1/relay/sync", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
