@@ -131,11 +131,13 @@ func (s *Store) OutboxStable() uint64 {
 	return stable
 }
 
-// OutboxRecord is one outbox entry: a session's seq range committed together.
+// OutboxRecord is one outbox entry: a session's seq range committed
+// together, or an event (Event non-nil, First and Last 0).
 type OutboxRecord struct {
 	Pos         uint64
 	Session     string
 	First, Last uint64
+	Event       *Event
 }
 
 // ReadOutbox calls fn for records with after < pos <= OutboxStable(), in
@@ -161,12 +163,19 @@ func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int, fn func
 			_ = it.Close()
 			return wrap(fmt.Errorf("%w: outbox key of %d bytes", ErrCorrupt, len(k)))
 		}
-		session, first, last, err := decodeOutboxRecord(it.Value())
-		if err != nil {
+		rec := OutboxRecord{Pos: binary.BigEndian.Uint64(k[2:])}
+		if v := it.Value(); len(v) > 0 && v[0] == 0 {
+			ev, err := decodeEventRecord(v)
+			if err != nil {
+				_ = it.Close()
+				return wrap(err)
+			}
+			rec.Session, rec.Event = ev.Session, &ev
+		} else if rec.Session, rec.First, rec.Last, err = decodeOutboxRecord(v); err != nil {
 			_ = it.Close()
 			return wrap(err)
 		}
-		if err := fn(OutboxRecord{Pos: binary.BigEndian.Uint64(k[2:]), Session: session, First: first, Last: last}); err != nil {
+		if err := fn(rec); err != nil {
 			_ = it.Close()
 			return err
 		}

@@ -40,6 +40,8 @@ type Store struct {
 	outNext     uint64     // next outbox position
 	outAcked    uint64     // last acknowledged position
 	outInflight map[uint64]struct{}
+
+	id string // see ID
 }
 
 // Store implements relay.Store (declared in package relay, which storage
@@ -101,6 +103,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.loadOutbox(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("storage: open: outbox: %w", err)
+	}
+	if err := s.loadID(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: open: store id: %w", err)
 	}
 	if s.reg != nil {
 		if err := s.reg.Register(s.coll); err != nil {
