@@ -246,13 +246,13 @@ func (s *Server) advanceConfigs(ctx context.Context, applied []appliedReceipt, i
 		case errors.Is(err, pgstore.ErrConflict):
 			s.m.configAdvance.WithLabelValues("conflict").Inc()
 			s.log.WarnContext(ctx, "applied config command conflicts with the device version in Postgres", "tenant", sk.tenant,
-				"session", sk.session, "seq", a.msg.seq, "serial", serial, "base", cfg.BaseVersion, "current", cur.Version)
+				"session", sk.session, "seq", a.msg.seq, "base", cfg.BaseVersion, "current", cur.Version)
 			if !slices.Contains(conflicts, sk.session) {
 				conflicts = append(conflicts, sk.session)
 			}
 		case errors.Is(err, pgstore.ErrNotFound):
 			s.m.configAdvance.WithLabelValues("skipped").Inc()
-			s.log.WarnContext(ctx, "applied config command for a device that does not exist", "tenant", sk.tenant, "serial", serial)
+			s.log.WarnContext(ctx, "applied config command for a device that does not exist", "tenant", sk.tenant, "session", sk.session, "seq", a.msg.seq)
 		case err != nil:
 			return nil, err
 		default:

@@ -32,7 +32,8 @@ func (l *lockedBuffer) String() string {
 
 // TestLogsCarryNoPHI drives every kind of request, failures included, with
 // debug logging on, and checks the log for anything but ids: names,
-// e-mail addresses, passwords, tokens, credentials, payloads.
+// e-mail addresses, device serials (HIPAA identifiers), passwords, tokens,
+// credentials, payloads.
 func TestLogsCarryNoPHI(t *testing.T) {
 	var logs lockedBuffer
 	e := newEnv(t, func(c *Config) {
@@ -59,7 +60,7 @@ func TestLogsCarryNoPHI(t *testing.T) {
 		t.Fatalf("the log lacks the expected lines:\n%s", out)
 	}
 	for _, secret := range []string{"Patient p1", "Patient p2", "doc@t1.example", testPassword, "wrong password!", tok,
-		s.ClinicianToken, s.PatientToken, cred, testOperator, "secret-chat-payload", "tampered", "forged-chat", "Clinic t1"} {
+		s.ClinicianToken, s.PatientToken, cred, testOperator, "secret-chat-payload", "tampered", "forged-chat", "Clinic t1", "t1-SN1", "t1-SN2"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the log contains %q", secret)
 		}

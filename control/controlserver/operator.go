@@ -182,7 +182,8 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.storeError(r, "device (or its tenant or patient)", err)
 	}
-	s.log.InfoContext(r.Context(), "device created", "tenant", tenant, "serial", d.Serial, "patient", d.PatientID)
+	// The serial is an identifier (HIPAA): never logged.
+	s.log.InfoContext(r.Context(), "device created", "tenant", tenant, "patient", d.PatientID)
 	writeJSON(w, http.StatusCreated, map[string]any{"serial": d.Serial, "tenant_id": tenant, "model": d.Model,
 		"firmware": d.Firmware, "patient_id": d.PatientID, "config_version": d.ConfigVersion})
 	return nil
@@ -199,7 +200,7 @@ func (s *Server) assignDevice(w http.ResponseWriter, r *http.Request) error {
 	if err := s.st.AssignDevice(r.Context(), tenant, serial, req.PatientID); err != nil {
 		return s.storeError(r, "device (or patient)", err)
 	}
-	s.log.InfoContext(r.Context(), "device assigned", "tenant", tenant, "serial", serial, "patient", req.PatientID)
+	s.log.InfoContext(r.Context(), "device assigned", "tenant", tenant, "patient", req.PatientID)
 	writeJSON(w, http.StatusOK, map[string]any{"serial": serial, "tenant_id": tenant, "patient_id": req.PatientID})
 	return nil
 }
