@@ -105,3 +105,41 @@ func (s *Store) SetSessionState(ctx context.Context, tenantID, id, state, relayN
 		RETURNING `+sessionCols, tenantID, id, state, relayNodeID))
 	return x, wrap("set session state", err)
 }
+
+// EndSession ends a fitting session: state "ended", ended_at now. Ending
+// a session that is over already (ended or expired) changes nothing and
+// returns it as it is, so a second call answers the same ended_at.
+// ErrNotFound if the tenant has no such session.
+func (s *Store) EndSession(ctx context.Context, tenantID, id string) (Session, error) {
+	return s.SetSessionState(ctx, tenantID, id, StateEnded, "")
+}
+
+// EndedSessions returns those of ids that are over (ended or expired),
+// in the tenant, or in any tenant for tenantID "" (a shared relay asks
+// without tenants: session ids are controld's random ids). Ids that name
+// no session are not returned.
+func (s *Store) EndedSessions(ctx context.Context, tenantID string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT session_id FROM fitting_sessions
+		WHERE session_id = ANY($2::text[]) AND ($1 = '' OR tenant_id = $1) AND state IN ('ended', 'expired')
+		ORDER BY session_id`, tenantID, ids)
+	if err != nil {
+		return nil, wrap("ended sessions", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, wrap("ended sessions", err)
+}
+
+// ExpireSessions moves the tenant's sessions that are not over and were
+// created before cutoff to state "expired" (ended_at now) and returns how
+// many it moved. tenantID "" expires in every tenant.
+func (s *Store) ExpireSessions(ctx context.Context, tenantID string, cutoff time.Time) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE fitting_sessions SET state = 'expired', ended_at = now()
+		WHERE ($1 = '' OR tenant_id = $1) AND state IN ('created', 'active') AND created_at < $2`, tenantID, cutoff)
+	if err != nil {
+		return 0, wrap("expire sessions", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
