@@ -27,6 +27,8 @@ type Outbox interface {
 	OutboxStable() uint64
 	ReadChain(ctx context.Context, session string, after, upto uint64, limit int, fn func(seq uint64, hash, frame []byte) error) error
 	Meta(ctx context.Context, name string) ([]byte, bool, error)
+	// ID names the store: outbox positions restart with a new store.
+	ID() string
 }
 
 var _ Outbox = (*storage.Store)(nil)
@@ -205,7 +207,7 @@ func (s *Syncer) prepare(ctx context.Context, after uint64) (*prepared, error) {
 		return nil, err
 	}
 	p := &prepared{after: after, b: b}
-	if len(b.Records) > 0 {
+	if len(b.Records) > 0 || len(b.Events) > 0 {
 		p.body = syncproto.Append(make([]byte, 0, syncproto.Size(&b)), &b)
 	}
 	return p, nil
@@ -224,7 +226,7 @@ func (s *Syncer) syncOnce(ctx context.Context, ready *prepared, prefetch bool) (
 			return 0, nil, err
 		}
 	}
-	if len(p.b.Records) == 0 {
+	if p.body == nil {
 		if p.b.Pos > acked {
 			// Only holes: nothing to send, but the cursor moves on.
 			return 0, nil, s.cfg.Outbox.AckOutbox(ctx, p.b.Pos)
@@ -236,7 +238,7 @@ func (s *Syncer) syncOnce(ctx context.Context, ready *prepared, prefetch bool) (
 		next = make(chan *prepared, 1)
 		go func() {
 			n, err := s.prepare(ctx, p.b.Pos)
-			if err != nil || (len(n.b.Records) == 0 && n.b.Pos == p.b.Pos) {
+			if err != nil || (n.body == nil && n.b.Pos == p.b.Pos) {
 				n = nil // nothing more (or an error the next round meets again)
 			}
 			next <- n
@@ -261,7 +263,7 @@ func (s *Syncer) syncOnce(ctx context.Context, ready *prepared, prefetch bool) (
 	s.batches.WithLabelValues("ok").Inc()
 	s.records.Add(float64(len(p.b.Records)))
 	s.lastSync.SetToCurrentTime()
-	return len(p.b.Records), following, nil
+	return len(p.b.Records) + len(p.b.Events), following, nil
 }
 
 // build reads outbox records after position after into a batch
@@ -278,6 +280,9 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 	errFull := fmt.Errorf("full")
 	err := s.cfg.Outbox.ReadOutbox(ctx, b.Pos, 0, func(r storage.OutboxRecord) error {
 		n := int(r.Last - r.First + 1)
+		if r.Event != nil {
+			n = 1
+		}
 		if total > 0 && total+n > s.cfg.MaxRecords {
 			return errFull
 		}
@@ -299,6 +304,13 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 		if err != nil {
 			return b, err
 		}
+		if ev := r.Event; ev != nil {
+			b.Store = s.cfg.Outbox.ID()
+			b.Events = append(b.Events, syncproto.Event{Pos: r.Pos, Tenant: tenant, Session: r.Session, Kind: ev.Kind,
+				At: ev.At.UnixMicro(), Data: ev.Data})
+			b.Pos = r.Pos
+			continue
+		}
 		n := len(b.Records)
 		err = s.cfg.Outbox.ReadChain(ctx, r.Session, r.First-1, r.Last, 0, func(seq uint64, hash, frame []byte) error {
 			b.Records = append(b.Records, syncproto.Record{Tenant: tenant, Session: r.Session, Seq: seq,
@@ -312,7 +324,7 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 			// The record's entries are not all readable: never acknowledge
 			// past it. Ship what came before; retry it next time.
 			b.Records = b.Records[:n]
-			if n == 0 {
+			if n == 0 && len(b.Events) == 0 {
 				return b, fmt.Errorf("%w: outbox position %d: session %s entries %d..%d, %d readable", ErrIncomplete, r.Pos, r.Session, r.First, r.Last, got)
 			}
 			return b, nil

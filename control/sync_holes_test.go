@@ -80,3 +80,5 @@ func TestSyncNeverAcksAPartlyReadableRecord(t *testing.T) {
 		t.Fatalf("acknowledged position %d with entries missing", o.acked)
 	}
 }
+
+func (o *racyOutbox) ID() string { return "store-1" }

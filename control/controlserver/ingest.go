@@ -111,18 +111,15 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		}
 	}
 
-	if ans.Inserted, err = s.st.IngestAudit(ctx, audits); err != nil {
+	c, err := s.st.IngestSync(ctx, &pgstore.SyncRows{Audit: audits, Messages: msgs, Receipts: receipts, Events: s.eventsOf(ctx, n, b)})
+	if err != nil {
 		return nil, err
 	}
-	if ans.Messages, err = s.st.IngestMessages(ctx, msgs); err != nil {
-		return nil, err
-	}
-	if ans.Receipts, err = s.st.IngestReceipts(ctx, receipts); err != nil {
-		return nil, err
-	}
+	ans.Inserted, ans.Messages, ans.Receipts, ans.Events = c.Audit, c.Messages, c.Receipts, c.Events
 	s.m.syncRows.WithLabelValues("audit_log").Add(float64(ans.Inserted))
 	s.m.syncRows.WithLabelValues("messages").Add(float64(ans.Messages))
 	s.m.syncRows.WithLabelValues("receipts").Add(float64(ans.Receipts))
+	s.m.syncRows.WithLabelValues("session_events").Add(float64(ans.Events))
 	if ans.ConfigConflicts, err = s.advanceConfigs(ctx, applied, inBatch); err != nil {
 		return nil, err
 	}
@@ -134,6 +131,28 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		}
 	}
 	return ans, nil
+}
+
+// eventKinds names syncproto's event kinds as session_events stores them.
+var eventKinds = map[uint8]string{
+	syncproto.EventOpened: "opened", syncproto.EventJoined: "joined", syncproto.EventLeft: "left",
+	syncproto.EventEnded: "ended", syncproto.EventTURNUsage: "turn_usage",
+}
+
+// eventsOf turns a batch's events into rows; an event of a kind this
+// controld does not know is logged and skipped (a newer relay).
+func (s *Server) eventsOf(ctx context.Context, n *pgstore.Node, b *syncproto.Batch) []pgstore.SessionEvent {
+	var out []pgstore.SessionEvent
+	for _, e := range b.Events {
+		kind, ok := eventKinds[e.Kind]
+		if !ok {
+			s.log.WarnContext(ctx, "synced event skipped", "relay", n.ID, "kind", e.Kind, "pos", e.Pos)
+			continue
+		}
+		out = append(out, pgstore.SessionEvent{TenantID: e.Tenant, SessionID: e.Session, Origin: n.ID + "/" + b.Store,
+			Pos: e.Pos, RelayID: n.ID, Kind: kind, At: time.UnixMicro(e.At).UTC(), Data: e.Data})
+	}
+	return out
 }
 
 // flagBroken records that rec's chain does not verify.

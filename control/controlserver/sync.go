@@ -22,6 +22,8 @@ type syncAnswer struct {
 	Inserted int64 `json:"inserted"`
 	Messages int64 `json:"messages"`
 	Receipts int64 `json:"receipts"`
+	// Events counts the batch's session events stored for the first time.
+	Events int64 `json:"events"`
 	// Broken lists the sessions with an entry whose audit chain did not
 	// verify: stored flagged in audit_log, not as a message or receipt.
 	Broken []string `json:"broken"`
@@ -92,6 +94,21 @@ func (s *Server) checkBatch(n *pgstore.Node, b *syncproto.Batch) error {
 		}
 		if rec.Seq > 1<<63-1 {
 			return badRequest("record %d: seq out of range", i)
+		}
+	}
+	if len(b.Events) > 0 && !storableID(b.Store) {
+		return badRequest("the store id is not UTF-8 text without NUL")
+	}
+	for i := range b.Events {
+		e := &b.Events[i]
+		if n.TenantID != pgstore.SystemTenant && e.Tenant != n.TenantID {
+			return forbidden("wrong_tenant", "event %d belongs to another tenant than this relay's", i)
+		}
+		if !storableID(e.Tenant) || !storableID(e.Session) {
+			return badRequest("event %d: tenant or session id is not UTF-8 text without NUL", i)
+		}
+		if e.Pos > 1<<63-1 {
+			return badRequest("event %d: pos out of range", i)
 		}
 	}
 	return nil

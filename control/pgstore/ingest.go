@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -113,6 +114,164 @@ var (
 	}
 )
 
+// SessionEvent is one lifecycle or usage event of a session, as a relay
+// syncs it.
+type SessionEvent struct {
+	TenantID  string
+	SessionID string
+	Origin    string // relay node id "/" relay store id
+	Pos       uint64 // the relay's outbox position
+	RelayID   string
+	Kind      string // opened, joined, left, ended, turn_usage
+	At        time.Time
+	Data      []byte // a JSON object; nil or invalid JSON stores {}
+}
+
+// SyncRows is everything one relay sync batch stores.
+type SyncRows struct {
+	Audit    []AuditEntry
+	Messages []Message
+	Receipts []Receipt
+	Events   []SessionEvent
+}
+
+// SyncCounts says how many rows of a SyncRows were new.
+type SyncCounts struct {
+	Audit, Messages, Receipts, Events int64
+}
+
+// IngestSync stores a sync batch idempotently in ONE transaction: either
+// every row of it is stored (the new ones inserted, the ones already
+// there skipped) or none is. Fast path: plain COPYs into the target
+// tables; when any key is already stored (a replayed or overlapping batch)
+// the transaction is rolled back and the batch takes the idempotent path:
+// COPY into the staging tables and INSERT … ON CONFLICT DO NOTHING, in one
+// transaction again. Events are few and go through INSERT … ON CONFLICT
+// either way. "opened" and "ended" events also move the session's state
+// (a session already over stays over; ended_at is the relay's time).
+func (s *Store) IngestSync(ctx context.Context, rows *SyncRows) (SyncCounts, error) {
+	var c SyncCounts
+	if len(rows.Audit)+len(rows.Messages)+len(rows.Receipts)+len(rows.Events) == 0 {
+		return c, nil
+	}
+	srcs := syncSources(rows)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		for i, src := range srcs {
+			if src.n == 0 {
+				continue
+			}
+			n, err := tx.CopyFrom(ctx, src.b.target, src.b.cols, src)
+			if err != nil {
+				return err
+			}
+			*c.field(i) = n
+		}
+		var err error
+		c.Events, err = insertEvents(ctx, tx, rows.Events)
+		return err
+	})
+	if err == nil {
+		return c, nil
+	}
+	if !alreadyStored(err) {
+		return SyncCounts{}, wrap("ingest sync batch", err)
+	}
+	s.fallbacks.Add(1)
+	c = SyncCounts{}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		for i, src := range srcs {
+			if src.n == 0 {
+				continue
+			}
+			src.i = -1
+			if _, err := tx.CopyFrom(ctx, src.b.stage, src.b.cols, src); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, src.b.insert)
+			if err != nil {
+				return err
+			}
+			*c.field(i) = tag.RowsAffected()
+		}
+		var err error
+		c.Events, err = insertEvents(ctx, tx, rows.Events)
+		return err
+	})
+	if err != nil {
+		return SyncCounts{}, wrap("ingest sync batch", err)
+	}
+	return c, nil
+}
+
+func (c *SyncCounts) field(i int) *int64 {
+	return [...]*int64{&c.Audit, &c.Messages, &c.Receipts}[i]
+}
+
+// syncSources returns the row sources of a batch's audit, messages and
+// receipts, in that order (SyncCounts.field's).
+func syncSources(rows *SyncRows) []*rowSource {
+	return []*rowSource{
+		newRowSource(&auditBatch, len(rows.Audit), func(i int, v []any) {
+			r := &rows.Audit[i]
+			v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, nonNil(r.PrevHash)
+			v[4], v[5], v[6], v[7] = nonNil(r.Hash), nonNil(r.Entry), r.ChainBroken, r.CreatedAt
+		}),
+		newRowSource(&messageBatch, len(rows.Messages), messageRow(rows.Messages)),
+		newRowSource(&receiptBatch, len(rows.Receipts), receiptRow(rows.Receipts)),
+	}
+}
+
+func messageRow(rows []Message) func(i int, v []any) {
+	return func(i int, v []any) {
+		r := &rows[i]
+		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.Sender
+		v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, nonNil(r.Payload), r.CreatedAt
+	}
+}
+
+func receiptRow(rows []Receipt) func(i int, v []any) {
+	return func(i int, v []any) {
+		r := &rows[i]
+		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.RefSeq
+		v[4], v[5], v[6], v[7] = int16(r.Stage), r.Reason, r.Acker, r.CreatedAt
+	}
+}
+
+// insertEvents stores events ON CONFLICT DO NOTHING and applies the new
+// ones' effect on their sessions.
+func insertEvents(ctx context.Context, tx pgx.Tx, evs []SessionEvent) (int64, error) {
+	var n int64
+	for i := range evs {
+		e := &evs[i]
+		data := e.Data
+		if !json.Valid(data) || len(data) == 0 || data[0] != '{' {
+			data = []byte("{}")
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO session_events (tenant_id, session_id, origin, pos, relay_node_id, kind, at, data)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+			e.TenantID, e.SessionID, e.Origin, int64(e.Pos), e.RelayID, e.Kind, e.At, string(data))
+		if err != nil {
+			return 0, err
+		}
+		if tag.RowsAffected() == 0 {
+			continue // replayed: its effect was applied with it
+		}
+		n++
+		switch e.Kind {
+		case "opened":
+			_, err = tx.Exec(ctx, `UPDATE fitting_sessions SET state = CASE WHEN state = 'created' THEN 'active' ELSE state END,
+				relay_node_id = $3 WHERE tenant_id = $1 AND session_id = $2 AND state NOT IN ('ended', 'expired')`, e.TenantID, e.SessionID, e.RelayID)
+		case "ended":
+			_, err = tx.Exec(ctx, `UPDATE fitting_sessions SET state = 'ended', ended_at = coalesce(ended_at, $3)
+				WHERE tenant_id = $1 AND session_id = $2 AND state NOT IN ('ended', 'expired')`, e.TenantID, e.SessionID, e.At)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
 // IngestMessages stores a batch of messages idempotently, in one
 // transaction, keyed by (tenant_id, session_id, seq): a plain COPY when
 // none of the keys is stored yet, else COPY into the staging table and
@@ -121,30 +280,19 @@ var (
 // the batch) are skipped, the first copy wins. A row that breaks the
 // schema (an empty id, …) fails the whole batch: nothing is stored.
 func (s *Store) IngestMessages(ctx context.Context, rows []Message) (int64, error) {
-	return s.ingest(ctx, &messageBatch, len(rows), func(i int, v []any) {
-		r := &rows[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.Sender
-		v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, nonNil(r.Payload), r.CreatedAt
-	})
+	return s.ingest(ctx, &messageBatch, len(rows), messageRow(rows))
 }
 
 // IngestReceipts stores a batch of receipts like IngestMessages.
 func (s *Store) IngestReceipts(ctx context.Context, rows []Receipt) (int64, error) {
-	return s.ingest(ctx, &receiptBatch, len(rows), func(i int, v []any) {
-		r := &rows[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.RefSeq
-		v[4], v[5], v[6], v[7] = int16(r.Stage), r.Reason, r.Acker, r.CreatedAt
-	})
+	return s.ingest(ctx, &receiptBatch, len(rows), receiptRow(rows))
 }
 
 // IngestAudit stores a batch of audit entries like IngestMessages. An
 // entry already stored is not replaced, flag included.
 func (s *Store) IngestAudit(ctx context.Context, rows []AuditEntry) (int64, error) {
-	return s.ingest(ctx, &auditBatch, len(rows), func(i int, v []any) {
-		r := &rows[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, nonNil(r.PrevHash)
-		v[4], v[5], v[6], v[7] = nonNil(r.Hash), nonNil(r.Entry), r.ChainBroken, r.CreatedAt
-	})
+	src := syncSources(&SyncRows{Audit: rows})[0]
+	return s.ingest(ctx, &auditBatch, src.n, src.fill)
 }
 
 // ingest stores n rows, fill writing row i's values into v.
@@ -161,7 +309,7 @@ func (s *Store) ingest(ctx context.Context, b *batch, n int, fill func(i int, v 
 	if n == 0 {
 		return 0, nil
 	}
-	src := &rowSource{n: n, i: -1, fill: fill, v: make([]any, len(b.cols))}
+	src := newRowSource(b, n, fill)
 	inserted, err := s.pool.CopyFrom(ctx, b.target, b.cols, src)
 	if err == nil {
 		return inserted, nil
@@ -202,9 +350,14 @@ func alreadyStored(err error) bool {
 // rowSource feeds CopyFrom from a slice without building a [][]any: pgx
 // encodes each row before asking for the next, so one []any is reused.
 type rowSource struct {
+	b    *batch
 	n, i int
 	fill func(i int, v []any)
 	v    []any
+}
+
+func newRowSource(b *batch, n int, fill func(i int, v []any)) *rowSource {
+	return &rowSource{b: b, n: n, i: -1, fill: fill, v: make([]any, len(b.cols))}
 }
 
 func (r *rowSource) Next() bool { r.i++; return r.i < r.n }

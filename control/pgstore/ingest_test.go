@@ -174,3 +174,72 @@ func TestIngestAudit(t *testing.T) {
 		t.Errorf("broken entries %v, want [7]", broken)
 	}
 }
+
+// TestIngestSyncOneTransaction: a sync batch is stored whole or not at
+// all, a replay inserts nothing, an overlap inserts only the new rows,
+// and events move the session's state once.
+func TestIngestSyncOneTransaction(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	clinic(t, s, "a")
+	must[Session](t)(s.CreateSession(ctx, Session{TenantID: "a", ID: "s1", ClinicianID: "c1", PatientID: "p1"}))
+	at := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	rowsFor := func(from, to uint64) *SyncRows {
+		r := &SyncRows{Messages: messages("a", "s1", from, to)}
+		for seq := from; seq <= to; seq++ {
+			r.Audit = append(r.Audit, AuditEntry{TenantID: "a", SessionID: "s1", Seq: seq, PrevHash: []byte{1}, Hash: []byte{2}, Entry: []byte("e"), CreatedAt: at})
+			r.Receipts = append(r.Receipts, Receipt{TenantID: "a", SessionID: "s1", Seq: seq + 1000, RefSeq: seq, Stage: 1, Acker: "p1", CreatedAt: at})
+		}
+		return r
+	}
+	ev := func(pos uint64, kind string, at time.Time, data string) SessionEvent {
+		return SessionEvent{TenantID: "a", SessionID: "s1", Origin: "relay-1/st1", Pos: pos, RelayID: "relay-1", Kind: kind, At: at, Data: []byte(data)}
+	}
+	first := rowsFor(1, 10)
+	first.Events = []SessionEvent{ev(1, "opened", at, `{"relay":"relay-1"}`), ev(2, "joined", at, `{"subject":"c1","role":"clinician"}`)}
+	if c := must[SyncCounts](t)(s.IngestSync(ctx, first)); c != (SyncCounts{Audit: 10, Messages: 10, Receipts: 10, Events: 2}) {
+		t.Fatalf("first batch: %+v", c)
+	}
+	if x := must[Session](t)(s.Session(ctx, "a", "s1")); x.State != StateActive || x.RelayNodeID != "relay-1" {
+		t.Fatalf("after opened: %+v", x)
+	}
+	if c := must[SyncCounts](t)(s.IngestSync(ctx, first)); c != (SyncCounts{}) {
+		t.Fatalf("replay inserted %+v, want nothing", c)
+	}
+	// A batch with one bad receipt stores nothing, not even its good rows.
+	bad := rowsFor(11, 20)
+	bad.Receipts[5].Stage = 0
+	bad.Events = []SessionEvent{ev(3, "ended", at.Add(time.Minute), `not json`)}
+	if _, err := s.IngestSync(ctx, bad); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad batch: %v, want ErrInvalid", err)
+	}
+	for table, want := range map[string]int{"messages": 10, "audit_log": 10, "receipts": 10, "session_events": 2} {
+		if n := countRows(t, s, table); n != want {
+			t.Errorf("after the refused batch, %s has %d rows, want %d", table, n, want)
+		}
+	}
+	if x := must[Session](t)(s.Session(ctx, "a", "s1")); x.State != StateActive {
+		t.Fatalf("the refused batch's ended event took effect: %+v", x)
+	}
+	// Overlapping batch (5..20) with the ended event: only new rows.
+	over := rowsFor(5, 20)
+	over.Events = []SessionEvent{ev(2, "joined", at, `{}`), ev(3, "ended", at.Add(time.Minute), `not json`)}
+	if c := must[SyncCounts](t)(s.IngestSync(ctx, over)); c != (SyncCounts{Audit: 10, Messages: 10, Receipts: 10, Events: 1}) {
+		t.Fatalf("overlap: %+v", c)
+	}
+	x := must[Session](t)(s.Session(ctx, "a", "s1"))
+	if x.State != StateEnded || x.EndedAt == nil || !x.EndedAt.Equal(at.Add(time.Minute)) {
+		t.Fatalf("after ended: %+v", x)
+	}
+	var data string
+	mustOK(t, s.pool.QueryRow(ctx, `SELECT data::text FROM session_events WHERE pos = 3`).Scan(&data))
+	if data != "{}" {
+		t.Errorf("invalid JSON stored as %q, want {}", data)
+	}
+	// A late "opened" (replayed from another store) does not revive it.
+	late := &SyncRows{Events: []SessionEvent{{TenantID: "a", SessionID: "s1", Origin: "relay-2/st9", Pos: 1, RelayID: "relay-2", Kind: "opened", At: at}}}
+	must[SyncCounts](t)(s.IngestSync(ctx, late))
+	if x := must[Session](t)(s.Session(ctx, "a", "s1")); x.State != StateEnded || x.RelayNodeID != "relay-1" {
+		t.Fatalf("a late opened event changed an ended session: %+v", x)
+	}
+}

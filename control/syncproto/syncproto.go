@@ -15,8 +15,20 @@
 //	    uvarint seq
 //	    hash[32]                      audit chain hash (all zero: none)
 //	    uvarint len(frame) frame      the stored DELIVER or RECEIPT frame
+//	optional, present only when the batch has events:
+//	uvarint len(store) store          the relay store's id (positions restart with a new store)
+//	uvarint count
+//	count × event:
+//	    uvarint pos                   the event's outbox position
+//	    uvarint len(tenant) tenant
+//	    uvarint len(session) session
+//	    kind:u8                       1 opened, 2 joined, 3 left, 4 ended, 5 turn usage
+//	    uvarint at                    unix microseconds
+//	    uvarint len(data) data        JSON object, at most MaxEventData bytes
 //
-// Records of one session appear in ascending seq order. The answer is JSON
+// Records of one session appear in ascending seq order. A controld that
+// understands events accepts batches without them (an older relay); an
+// older controld refuses batches with them, so upgrade controld first. The answer is JSON
 // {"acked_pos": N, "inserted": M, "broken": [...]}: the relay may forget
 // every outbox record up to N. Replaying a batch is harmless: the control
 // plane inserts each (tenant, session, seq) once.
@@ -38,6 +50,18 @@ const (
 	MaxIDLen    = 128
 	MaxFrameLen = 16 << 20
 	HashLen     = 32
+	MaxEvents   = 100000
+	// MaxEventData bounds an event's data (storage.MaxEventData).
+	MaxEventData = 16 << 10
+)
+
+// Event kinds.
+const (
+	EventOpened    uint8 = 1 // the session was opened on the relay
+	EventJoined    uint8 = 2 // a participant connected
+	EventLeft      uint8 = 3 // a participant's connection ended
+	EventEnded     uint8 = 4 // the session ended on the relay
+	EventTURNUsage uint8 = 5 // TURN usage of the session since the last such event
 )
 
 var magic = []byte("SSB1")
@@ -54,11 +78,23 @@ type Record struct {
 	Frame   []byte
 }
 
+// Event is one lifecycle or usage record of a session.
+type Event struct {
+	Pos     uint64
+	Tenant  string
+	Session string
+	Kind    uint8
+	At      int64 // unix microseconds
+	Data    []byte
+}
+
 // Batch is one sync request.
 type Batch struct {
 	Relay   string
 	Pos     uint64
 	Records []Record
+	Store   string // set when Events is not empty
+	Events  []Event
 }
 
 // Size returns an upper bound of b's encoded length, to size buffers.
@@ -66,6 +102,12 @@ func Size(b *Batch) int {
 	n := len(magic) + 3*binary.MaxVarintLen64 + len(b.Relay)
 	for _, r := range b.Records {
 		n += 4*binary.MaxVarintLen64 + len(r.Tenant) + len(r.Session) + HashLen + len(r.Frame)
+	}
+	if len(b.Events) > 0 {
+		n += 2*binary.MaxVarintLen64 + len(b.Store)
+		for _, e := range b.Events {
+			n += 6*binary.MaxVarintLen64 + 1 + len(e.Tenant) + len(e.Session) + len(e.Data)
+		}
 	}
 	return n
 }
@@ -88,6 +130,20 @@ func Append(dst []byte, b *Batch) []byte {
 		}
 		dst = binary.AppendUvarint(dst, uint64(len(r.Frame)))
 		dst = append(dst, r.Frame...)
+	}
+	if len(b.Events) == 0 {
+		return dst
+	}
+	dst = appendString(dst, b.Store)
+	dst = binary.AppendUvarint(dst, uint64(len(b.Events)))
+	for _, e := range b.Events {
+		dst = binary.AppendUvarint(dst, e.Pos)
+		dst = appendString(dst, e.Tenant)
+		dst = appendString(dst, e.Session)
+		dst = append(dst, e.Kind)
+		dst = binary.AppendUvarint(dst, uint64(e.At))
+		dst = binary.AppendUvarint(dst, uint64(len(e.Data)))
+		dst = append(dst, e.Data...)
 	}
 	return dst
 }
@@ -176,10 +232,49 @@ func Decode(b []byte) (Batch, error) {
 		out.Records = append(out.Records, rec)
 	}
 	if r.err == nil && len(r.b) != 0 {
+		r.events(&out)
+	}
+	if r.err == nil && len(r.b) != 0 {
 		r.fail("trailing bytes")
 	}
 	if r.err != nil {
 		return Batch{}, r.err
 	}
 	return out, nil
+}
+
+// events decodes the optional event section.
+func (r *reader) events(out *Batch) {
+	out.Store = r.id("store")
+	n := r.uvarint("event count")
+	switch {
+	case r.err != nil:
+		return
+	case out.Store == "":
+		r.fail("event section without a store id")
+		return
+	case n == 0 || n > MaxEvents:
+		r.fail("event count out of range")
+		return
+	}
+	out.Events = make([]Event, 0, min(n, uint64(len(r.b)/8+1)))
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		var e Event
+		e.Pos = r.uvarint("event pos")
+		e.Tenant = r.id("event tenant")
+		e.Session = r.id("event session")
+		if k := r.bytes(1, "event kind"); k != nil {
+			e.Kind = k[0]
+		}
+		e.At = int64(r.uvarint("event time"))
+		dl := r.uvarint("event data length")
+		if dl > MaxEventData {
+			r.fail("event data too long")
+		}
+		e.Data = r.bytes(dl, "event data")
+		if r.err == nil && (e.Pos == 0 || e.Tenant == "" || e.Session == "" || e.Kind == 0) {
+			r.fail("event without pos, tenant, session or kind")
+		}
+		out.Events = append(out.Events, e)
+	}
 }
