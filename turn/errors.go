@@ -36,3 +36,19 @@ var (
 	// ErrBadIntegrity: no candidate key passed the caller's integrity check.
 	ErrBadIntegrity = errors.New("turn: message integrity check failed")
 )
+
+// Server errors.
+var (
+	// ErrBadConfig: a Config is incomplete or inconsistent.
+	ErrBadConfig = errors.New("turn: invalid server config")
+	// ErrClosed: the Server is closed.
+	ErrClosed = errors.New("turn: server closed")
+	// ErrQuota: an allocation would exceed a quota; the concrete error names
+	// which (QuotaError).
+	ErrQuota = errors.New("turn: allocation quota reached")
+	// ErrBadFrame: a TCP/TLS client sent bytes that are neither STUN nor
+	// ChannelData, or a STUN request larger than maxRequest.
+	ErrBadFrame = errors.New("turn: malformed TURN frame")
+	// ErrListen: ListenUDP could not open its socket group.
+	ErrListen = errors.New("turn: listen")
+)
