@@ -300,16 +300,23 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 		return b, nil
 	}
 	for _, r := range recs {
-		tenant, err := s.tenant(ctx, r.Session)
-		if err != nil {
-			return b, err
-		}
 		if ev := r.Event; ev != nil {
+			tenant := ev.Tenant
+			if tenant == "" {
+				var err error
+				if tenant, err = s.tenant(ctx, r.Session); err != nil {
+					return b, err
+				}
+			}
 			b.Store = s.cfg.Outbox.ID()
 			b.Events = append(b.Events, syncproto.Event{Pos: r.Pos, Tenant: tenant, Session: r.Session, Kind: ev.Kind,
 				At: ev.At.UnixMicro(), Data: ev.Data})
 			b.Pos = r.Pos
 			continue
+		}
+		tenant, err := s.tenant(ctx, r.Session)
+		if err != nil {
+			return b, err
 		}
 		n := len(b.Records)
 		err = s.cfg.Outbox.ReadChain(ctx, r.Session, r.First-1, r.Last, 0, func(seq uint64, hash, frame []byte) error {

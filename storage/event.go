@@ -19,7 +19,7 @@ import (
 // An event outbox value starts with a 0 byte (a log range's first byte is
 // its session's length, never 0):
 //
-//	0x00 kind:u8 len(session):u8 session at:u64be(unix µs) data
+//	0x00 kind:u8 len(session):u8 session len(tenant):u8 tenant at:u64be(unix µs) data
 
 // MaxEventData bounds an event's data.
 const MaxEventData = 16 << 10
@@ -27,6 +27,7 @@ const MaxEventData = 16 << 10
 // Event is one control-plane record of a session.
 type Event struct {
 	Session string
+	Tenant  string // the session's tenant (the log's tenant is in its metadata; an event may come first)
 	Kind    uint8
 	At      time.Time // kept to the microsecond
 	Data    []byte    // opaque to the store (the relay writes JSON); no PHI
@@ -38,21 +39,31 @@ var storeIDKey = []byte("y/store-id")
 var ErrInvalidEvent = errors.New("storage: invalid event")
 
 func eventRecord(ev Event) []byte {
-	b := make([]byte, 0, 3+len(ev.Session)+8+len(ev.Data))
+	b := make([]byte, 0, 4+len(ev.Session)+len(ev.Tenant)+8+len(ev.Data))
 	b = append(b, 0, ev.Kind, byte(len(ev.Session)))
 	b = append(b, ev.Session...)
+	b = append(b, byte(len(ev.Tenant)))
+	b = append(b, ev.Tenant...)
 	b = binary.BigEndian.AppendUint64(b, uint64(ev.At.UnixMicro()))
 	return append(b, ev.Data...)
 }
 
 func decodeEventRecord(v []byte) (Event, error) {
-	if len(v) < 3 || v[0] != 0 || v[2] == 0 || len(v) < 3+int(v[2])+8 {
-		return Event{}, fmt.Errorf("%w: event record of %d bytes", ErrCorrupt, len(v))
+	bad := func() (Event, error) { return Event{}, fmt.Errorf("%w: event record of %d bytes", ErrCorrupt, len(v)) }
+	if len(v) < 4 || v[0] != 0 || v[2] == 0 || len(v) < 4+int(v[2]) {
+		return bad()
 	}
 	n := int(v[2])
 	ev := Event{Kind: v[1], Session: string(v[3 : 3+n])}
-	ev.At = time.UnixMicro(int64(binary.BigEndian.Uint64(v[3+n:]))).UTC()
-	if d := v[3+n+8:]; len(d) > 0 {
+	v = v[3+n:]
+	t := int(v[0])
+	if len(v) < 1+t+8 {
+		return bad()
+	}
+	ev.Tenant = string(v[1 : 1+t])
+	v = v[1+t:]
+	ev.At = time.UnixMicro(int64(binary.BigEndian.Uint64(v))).UTC()
+	if d := v[8:]; len(d) > 0 {
 		ev.Data = append([]byte(nil), d...)
 	}
 	return ev, nil
@@ -63,6 +74,9 @@ func decodeEventRecord(v []byte) (Event, error) {
 func (s *Store) AppendEvent(ctx context.Context, ev Event) (uint64, error) {
 	if err := checkSession(ev.Session); err != nil {
 		return 0, fmt.Errorf("storage: append event: %w", err)
+	}
+	if len(ev.Tenant) > MaxSessionLen {
+		return 0, fmt.Errorf("%w: tenant of %d bytes", ErrInvalidEvent, len(ev.Tenant))
 	}
 	if ev.Kind == 0 || len(ev.Data) > MaxEventData {
 		return 0, fmt.Errorf("%w: kind %d, %d bytes of data", ErrInvalidEvent, ev.Kind, len(ev.Data))

@@ -19,7 +19,7 @@ func TestEventsInOutboxOrder(t *testing.T) {
 		t.Fatalf("store id %q, want 16 hex digits", id)
 	}
 	at := time.Date(2026, 11, 23, 10, 0, 0, 123456000, time.UTC)
-	if _, err := s.AppendEvent(ctx, Event{Session: "a", Kind: 1, At: at, Data: []byte(`{"relay":"r1"}`)}); err != nil {
+	if _, err := s.AppendEvent(ctx, Event{Session: "a", Tenant: "t1", Kind: 1, At: at, Data: []byte(`{"relay":"r1"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Commit(ctx, "a", batch("a", 1, 2), nil); err != nil {
@@ -35,7 +35,7 @@ func TestEventsInOutboxOrder(t *testing.T) {
 		if len(got) != 3 {
 			t.Fatalf("%d records, want 3: %+v", len(got), got)
 		}
-		if e := got[0].Event; e == nil || got[0].Pos != 1 || e.Session != "a" || e.Kind != 1 || !e.At.Equal(at) || !bytes.Equal(e.Data, []byte(`{"relay":"r1"}`)) {
+		if e := got[0].Event; e == nil || got[0].Pos != 1 || e.Session != "a" || e.Tenant != "t1" || e.Kind != 1 || !e.At.Equal(at) || !bytes.Equal(e.Data, []byte(`{"relay":"r1"}`)) {
 			t.Fatalf("record 1 = %+v %+v", got[0], got[0].Event)
 		}
 		if got[1].Event != nil || got[1].First != 1 || got[1].Last != 2 {
@@ -71,7 +71,7 @@ func TestEventsInOutboxOrder(t *testing.T) {
 }
 
 func FuzzDecodeEventRecord(f *testing.F) {
-	f.Add(eventRecord(Event{Session: "s", Kind: 1, At: time.UnixMicro(5), Data: []byte("{}")}))
+	f.Add(eventRecord(Event{Session: "s", Tenant: "t", Kind: 1, At: time.UnixMicro(5), Data: []byte("{}")}))
 	f.Add([]byte{0, 1, 0})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		ev, err := decodeEventRecord(v)
