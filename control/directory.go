@@ -43,6 +43,16 @@ type DirectoryConfig struct {
 	// Load and Draining report the relay's state for heartbeats.
 	Load     func() int
 	Draining func() bool
+	// Sessions, if set, lists the ids of the sessions active on the relay;
+	// each heartbeat sends them (in several heartbeats of at most
+	// MaxHeartbeatSessions when there are more) and controld answers those
+	// that are over. Called from the heartbeat; it must not block.
+	Sessions func() []string
+	// Ended, if set, is called after a heartbeat with the ids of the
+	// sessions controld says are over (ended or expired) — never with an
+	// empty list. The relay closes them. Called from the heartbeat's
+	// goroutine (Run's); it must not block for long.
+	Ended func(ids []string)
 	// Interval between heartbeats and key refreshes. Default 10s, or what
 	// controld asks for.
 	Interval time.Duration
@@ -177,9 +187,57 @@ func (d *Directory) Register(ctx context.Context) error {
 	return d.RefreshKeys(ctx)
 }
 
-// Heartbeat reports load and draining state.
+// MaxHeartbeatSessions is the most session ids one heartbeat carries
+// (controld refuses more).
+const MaxHeartbeatSessions = 20_000
+
+type heartbeatAnswer struct {
+	Ended []string `json:"ended"`
+}
+
+// Heartbeat reports load and draining state and, with
+// DirectoryConfig.Sessions, the active sessions; it then passes the ones
+// controld says are over to DirectoryConfig.Ended.
 func (d *Directory) Heartbeat(ctx context.Context) error {
-	return d.call(ctx, http.MethodPost, "/v1/relay/heartbeat", map[string]any{"load": d.cfg.Load(), "draining": d.cfg.Draining()}, nil)
+	req := map[string]any{"load": d.cfg.Load(), "draining": d.cfg.Draining()}
+	var ids []string
+	if d.cfg.Sessions != nil {
+		ids = d.cfg.Sessions()
+	}
+	var ended []string
+	for first := true; first || len(ids) > 0; first = false {
+		chunk := ids[:min(len(ids), MaxHeartbeatSessions)]
+		ids = ids[len(chunk):]
+		if len(chunk) > 0 {
+			req["sessions"] = chunk
+		}
+		var ans heartbeatAnswer
+		if err := d.call(ctx, http.MethodPost, "/v1/relay/heartbeat", req, &ans); err != nil {
+			return err
+		}
+		ended = append(ended, ans.Ended...)
+	}
+	if len(ended) > 0 && d.cfg.Ended != nil {
+		d.cfg.Ended(ended)
+	}
+	return nil
+}
+
+// SessionEnded asks controld whether a session is over (ended or
+// expired), for a relay admitting a token of a session it does not hold
+// yet. A session controld does not know is ErrUnknownSession; when
+// controld cannot be reached the error says so and the relay decides.
+func (d *Directory) SessionEnded(ctx context.Context, tenant, session string) (bool, error) {
+	var ans struct {
+		Ended bool `json:"ended"`
+	}
+	path := "/v1/relay/sessions/" + url.PathEscape(tenant) + "/" + url.PathEscape(session)
+	err := d.call(ctx, http.MethodGet, path, nil, &ans)
+	var se *statusError
+	if errors.As(err, &se) && se.code == http.StatusNotFound {
+		return false, fmt.Errorf("%w: %w", ErrUnknownSession, err)
+	}
+	return ans.Ended, err
 }
 
 // RefreshKeys brings the keyring in step with controld's keys.
@@ -237,6 +295,15 @@ func (d *Directory) RelayMap() json.RawMessage {
 	return d.relayMap
 }
 
+// maxAnswer bounds an answer of controld (a heartbeat's ended list may
+// name MaxHeartbeatSessions ids of up to 128 bytes).
+const maxAnswer = 8 << 20
+
+// statusError is an HTTP status controld answered other than 200.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d", e.code) }
+
 // call sends a JSON request with the node credential and decodes the answer.
 func (d *Directory) call(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -260,12 +327,12 @@ func (d *Directory) call(ctx context.Context, method, path string, in, out any) 
 		return fmt.Errorf("control: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return fmt.Errorf("control: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: %s %s: HTTP %d", ErrRejected, method, path, resp.StatusCode)
+		return fmt.Errorf("%w: %s %s: %w", ErrRejected, method, path, &statusError{resp.StatusCode})
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

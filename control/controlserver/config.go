@@ -1,8 +1,11 @@
 package controlserver
 
 import (
+	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +60,47 @@ type Config struct {
 	// MaxJSONBody bounds a JSON request body, bytes. Default 1 MiB.
 	MaxJSONBody int64
 
+	// LoginPerIP is how many login attempts one source address may make
+	// per minute (a token bucket: that many at once, then one every
+	// minute/LoginPerIP). Default 60; negative: unlimited.
+	LoginPerIP int
+
+	// LoginPerName is how many login attempts may name one e-mail address
+	// per minute, from anywhere. Default 10; negative: unlimited.
+	LoginPerName int
+
+	// MapPerIP is how many GET /v1/map requests one source address may
+	// make per minute. Default 120; negative: unlimited.
+	MapPerIP int
+
+	// MapMaxAge is how long clients and caches may reuse the public relay
+	// map (Cache-Control max-age), and how long controld reuses the map it
+	// built before reading Postgres again. Default 10s.
+	MapMaxAge time.Duration
+
+	// ClientIP returns the source address a request is rate limited by.
+	// Default: the host of the connection's remote address. Set it behind
+	// a reverse proxy that reports the client (and strips what clients
+	// send), or every client shares the proxy's limit.
+	ClientIP func(*http.Request) string
+
+	// JobPollInterval is how often RunJobs looks for due scheduled jobs.
+	// Default 5s.
+	JobPollInterval time.Duration
+
+	// JobLease is how long a job claimed by a controld stays its own; a
+	// job still running after that (its controld died) is run again by
+	// any controld. Each attempt runs with this timeout. Default 5m.
+	JobLease time.Duration
+
+	// JobMaxAttempts is how often a failing job is tried before it is
+	// marked failed. Default 5.
+	JobMaxAttempts int
+
+	// InstanceID names this controld as a job runner (scheduled_jobs.
+	// locked_by). Default "controld-" and random characters.
+	InstanceID string
+
 	// Password are the argon2id parameters new passwords are hashed with.
 	// Default password.Default.
 	Password *password.Params
@@ -95,6 +139,27 @@ func (c *Config) EnsureDefaults() *Config {
 	if c.MaxJSONBody <= 0 {
 		c.MaxJSONBody = 1 << 20
 	}
+	c.LoginPerIP = orDefault(c.LoginPerIP, 60)
+	c.LoginPerName = orDefault(c.LoginPerName, 10)
+	c.MapPerIP = orDefault(c.MapPerIP, 120)
+	if c.MapMaxAge <= 0 {
+		c.MapMaxAge = 10 * time.Second
+	}
+	if c.ClientIP == nil {
+		c.ClientIP = remoteHost
+	}
+	if c.JobPollInterval <= 0 {
+		c.JobPollInterval = 5 * time.Second
+	}
+	if c.JobLease <= 0 {
+		c.JobLease = 5 * time.Minute
+	}
+	if c.JobMaxAttempts <= 0 {
+		c.JobMaxAttempts = 5
+	}
+	if c.InstanceID == "" {
+		c.InstanceID = "controld-" + rand.Text()[:10]
+	}
 	if c.Password == nil {
 		p := password.Default
 		c.Password = &p
@@ -106,6 +171,22 @@ func (c *Config) EnsureDefaults() *Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// remoteHost is the host of the request's remote address.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (c *Config) validate() error {
@@ -120,6 +201,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: HeartbeatInterval (%v) must be shorter than RelayLiveness (%v)", ErrInvalidConfig, c.HeartbeatInterval, c.RelayLiveness)
 	case c.SessionTokenTTL > 24*time.Hour:
 		return fmt.Errorf("%w: SessionTokenTTL above 24h", ErrInvalidConfig)
+	case len(c.InstanceID) > 128:
+		return fmt.Errorf("%w: InstanceID is longer than 128 bytes", ErrInvalidConfig)
 	}
 	return nil
 }

@@ -59,7 +59,10 @@ func newEnv(t testing.TB, adjust ...func(*Config)) *env {
 	if _, err := st.Migrate(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Store: st, Secret: testSecret, OperatorToken: testOperator, Password: &cheap, Logger: quiet()}
+	// Tests log in many times from one address; TestLoginRateLimit sets
+	// the limits it tests.
+	cfg := Config{Store: st, Secret: testSecret, OperatorToken: testOperator, Password: &cheap, Logger: quiet(),
+		LoginPerIP: -1, LoginPerName: -1, MapPerIP: -1}
 	for _, f := range adjust {
 		f(&cfg)
 	}

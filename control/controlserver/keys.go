@@ -228,3 +228,22 @@ func (k *keyStore) invalidate() {
 	k.keys = nil
 	k.mu.Unlock()
 }
+
+// verify checks a session token minted by this deployment against the
+// signing keys (revoked kids refused) and returns its claims.
+func (k *keyStore) verify(ctx context.Context, tok []byte) (token.Claims, error) {
+	keys, err := k.list(ctx)
+	if err != nil {
+		return token.Claims{}, err
+	}
+	ring := token.NewKeyring()
+	for _, key := range keys {
+		if err := ring.Add(key.kid, key.pub); err != nil {
+			continue // a malformed kid cannot have signed anything
+		}
+		if key.revoked {
+			ring.Revoke(key.kid)
+		}
+	}
+	return ring.Verify(tok, k.now())
+}

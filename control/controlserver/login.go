@@ -39,12 +39,19 @@ type loginAnswer struct {
 // token. Unknown e-mail, wrong password and a disabled account get the
 // same answer and take about the same time.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	now := s.cfg.Now()
+	if ok, wait := s.limits.loginIP.take(s.cfg.ClientIP(r), now); !ok {
+		return s.throttle(w, "login", "ip", wait, "too many login attempts from your address")
+	}
 	var req loginRequest
 	if err := decodeJSON(w, r, s.cfg.MaxJSONBody, &req); err != nil {
 		return err
 	}
 	if err := required("email", req.Email, "password", req.Password); err != nil {
 		return err
+	}
+	if ok, wait := s.limits.loginName.take(s.limits.nameBucket(req.Email), now); !ok {
+		return s.throttle(w, "login", "name", wait, "too many login attempts for this account")
 	}
 	if len(req.Password) > password.MaxLen {
 		return badRequest("password is longer than %d bytes", password.MaxLen)
@@ -90,7 +97,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	now := s.cfg.Now()
 	c := apiClaims{Tenant: match.TenantID, Clinician: match.ID, IssuedAt: now.Unix(),
 		Expiry: now.Add(s.cfg.APITokenTTL).Unix(), PasswordTag: passwordTag(match.PasswordHash)}
 	tok, err := s.tokens.issue(&c)

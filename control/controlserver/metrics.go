@@ -18,6 +18,9 @@ type metrics struct {
 	syncBroken    prometheus.Counter
 	syncSeconds   prometheus.Histogram
 	configAdvance *prometheus.CounterVec // result
+	throttled     *prometheus.CounterVec // endpoint, by
+	sessionsEnded *prometheus.CounterVec // by
+	jobs          *prometheus.CounterVec // kind, result
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,10 +43,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Time to verify and store one sync batch.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 12)}),
 		configAdvance: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stapes_controld_config_advances_total",
 			Help: "Applied config receipts by result (advanced, replay, conflict, skipped)."}, []string{"result"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stapes_controld_rate_limited_total",
+			Help: "Requests refused with 429 by endpoint (login, map) and by what was limited (ip, name)."}, []string{"endpoint", "by"}),
+		sessionsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stapes_controld_sessions_ended_total",
+			Help: "Fitting sessions ended through the API, by who ended them (clinician, operator)."}, []string{"by"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stapes_controld_jobs_total",
+			Help: "Scheduled job attempts by kind and result (done, retry, failed, lost)."}, []string{"kind", "result"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.latency, m.logins, m.sessions, m.syncBatches,
-			m.syncRows, m.syncBroken, m.syncSeconds, m.configAdvance} {
+			m.syncRows, m.syncBroken, m.syncSeconds, m.configAdvance, m.throttled, m.sessionsEnded, m.jobs} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

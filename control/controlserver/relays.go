@@ -1,8 +1,11 @@
 package controlserver
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -80,17 +83,40 @@ func (s *Server) registerRelay(w http.ResponseWriter, r *http.Request, n *pgstor
 	return nil
 }
 
+// MaxHeartbeatSessions is the most session ids one heartbeat may list
+// (control.Directory splits longer lists over several heartbeats).
+const MaxHeartbeatSessions = 20_000
+
+// maxHeartbeatBody bounds a heartbeat body: MaxHeartbeatSessions ids of
+// up to 128 bytes, quoted, plus the rest.
+const maxHeartbeatBody = 4 << 20
+
 type heartbeatRequest struct {
 	Load      int               `json:"load"`
 	Draining  bool              `json:"draining"`
 	Addresses map[string]string `json:"addresses,omitempty"` // absent: unchanged
+	// Sessions are the ids of the sessions active on the relay; the
+	// answer names those that are over.
+	Sessions []string `json:"sessions,omitempty"`
+}
+
+type heartbeatAnswer struct {
+	ID                string `json:"id"`
+	HeartbeatInterval int    `json:"heartbeat_interval_seconds"`
+	// Ended are those of the request's sessions that are ended or
+	// expired (in the relay's tenant; any tenant for a shared relay).
+	Ended []string `json:"ended"`
 }
 
 // heartbeat records a relay's load and draining flag (and addresses, if
-// sent).
+// sent), and tells it which of its sessions are over.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, n *pgstore.Node) error {
 	var req heartbeatRequest
-	if err := decodeJSON(w, r, s.cfg.MaxJSONBody, &req); err != nil {
+	if err := decodeJSON(w, r, max(s.cfg.MaxJSONBody, maxHeartbeatBody), &req); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge {
+			ae.Message += fmt.Sprintf("; list at most %d session ids per heartbeat", MaxHeartbeatSessions)
+		}
 		return err
 	}
 	if req.Load < 0 {
@@ -99,11 +125,35 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, n *pgstore.No
 	if err := checkAddresses(req.Addresses); err != nil {
 		return err
 	}
-	out, err := s.st.HeartbeatNode(r.Context(), n.TenantID, n.ID, pgstore.Heartbeat{Load: req.Load, Draining: req.Draining, Addresses: req.Addresses})
+	if len(req.Sessions) > MaxHeartbeatSessions {
+		return errorf(http.StatusRequestEntityTooLarge, "too_many_sessions",
+			"a heartbeat may list at most %d session ids (got %d); split them over several heartbeats", MaxHeartbeatSessions, len(req.Sessions))
+	}
+	for i, id := range req.Sessions {
+		if id == "" || len(id) > 128 {
+			return badRequest("sessions[%d] is not a session id (1 to 128 bytes)", i)
+		}
+	}
+	ctx := r.Context()
+	out, err := s.st.HeartbeatNode(ctx, n.TenantID, n.ID, pgstore.Heartbeat{Load: req.Load, Draining: req.Draining, Addresses: req.Addresses})
 	if err != nil {
 		return s.storeError(r, "relay", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": out.ID, "heartbeat_interval_seconds": int(s.cfg.HeartbeatInterval / time.Second)})
+	ans := heartbeatAnswer{ID: out.ID, HeartbeatInterval: int(s.cfg.HeartbeatInterval / time.Second), Ended: []string{}}
+	if len(req.Sessions) > 0 {
+		tenant := n.TenantID
+		if tenant == pgstore.SystemTenant {
+			tenant = "" // a shared relay holds sessions of every tenant
+		}
+		ended, err := s.st.EndedSessions(ctx, tenant, req.Sessions)
+		if err != nil {
+			return s.storeError(r, "sessions", err)
+		}
+		if ended != nil {
+			ans.Ended = ended
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
 	return nil
 }
 
@@ -167,20 +217,32 @@ func (s *Server) relayMap(w http.ResponseWriter, r *http.Request, n *pgstore.Nod
 	if tenant == pgstore.SystemTenant {
 		tenant = ""
 	}
-	nodes, err := s.st.Nodes(r.Context(), tenant)
+	ans, err := s.buildMap(r.Context(), tenant, n.TenantID)
 	if err != nil {
-		return s.storeError(r, "relays", err)
+		return s.storeError(r, "relay map", err)
 	}
-	fs, err := s.st.Flags(r.Context(), n.TenantID)
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// buildMap builds the relay map: the relays of nodesTenant ("" every
+// relay; pgstore.SystemTenant the shared ones only) with health and load,
+// and the feature flags in force for flagsTenant.
+func (s *Server) buildMap(ctx context.Context, nodesTenant, flagsTenant string) (*relayMapAnswer, error) {
+	nodes, err := s.st.Nodes(ctx, nodesTenant)
 	if err != nil {
-		return s.storeError(r, "feature flags", err)
+		return nil, err
+	}
+	fs, err := s.st.Flags(ctx, flagsTenant)
+	if err != nil {
+		return nil, err
 	}
 	flags := make(map[string]flag, len(fs))
 	for name, f := range fs {
 		flags[name] = flag{Enabled: f.Enabled, Value: f.Value}
 	}
 	now := s.cfg.Now()
-	ans := relayMapAnswer{GeneratedAt: now.UTC(), Regions: []mapRegion{}, Relays: make([]mapRelay, 0, len(nodes)), Flags: flags}
+	ans := &relayMapAnswer{GeneratedAt: now.UTC(), Regions: []mapRegion{}, Relays: make([]mapRelay, 0, len(nodes)), Flags: flags}
 	regions := map[string]*mapRegion{}
 	for i := range nodes {
 		nd := &nodes[i]
@@ -201,8 +263,7 @@ func (s *Server) relayMap(w http.ResponseWriter, r *http.Request, n *pgstore.Nod
 		ans.Regions = append(ans.Regions, *rg)
 	}
 	sort.Slice(ans.Regions, func(i, j int) bool { return ans.Regions[i].Name < ans.Regions[j].Name })
-	writeJSON(w, http.StatusOK, ans)
-	return nil
+	return ans, nil
 }
 
 // deviceConfig answers a device's authoritative config version and
@@ -222,4 +283,33 @@ func (s *Server) deviceConfig(w http.ResponseWriter, r *http.Request, n *pgstore
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tenant_id": tenant, "serial": serial, "version": c.Version, "params": params})
 	return nil
+}
+
+type relaySessionAnswer struct {
+	TenantID  string     `json:"tenant_id"`
+	SessionID string     `json:"session_id"`
+	State     string     `json:"state"`
+	Ended     bool       `json:"ended"` // ended or expired: refuse and close it
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+}
+
+// relaySession answers a session's state, so a relay admitting a token
+// can refuse a session that is over (control.Directory.SessionEnded).
+func (s *Server) relaySession(w http.ResponseWriter, r *http.Request, n *pgstore.Node) error {
+	tenant, id := r.PathValue("tenant"), r.PathValue("session")
+	if n.TenantID != pgstore.SystemTenant && n.TenantID != tenant {
+		return forbidden("wrong_tenant", "this relay serves another tenant")
+	}
+	x, err := s.st.Session(r.Context(), tenant, id)
+	if err != nil {
+		return s.storeError(r, "session", err)
+	}
+	writeJSON(w, http.StatusOK, relaySessionAnswer{TenantID: x.TenantID, SessionID: x.ID, State: x.State,
+		Ended: sessionOver(x.State), EndedAt: x.EndedAt})
+	return nil
+}
+
+// sessionOver reports whether a session in state is over.
+func sessionOver(state string) bool {
+	return state == pgstore.StateEnded || state == pgstore.StateExpired
 }

@@ -19,6 +19,8 @@ type Server struct {
 	keys   *keyStore
 	tokens *apiTokens
 	m      *metrics
+	limits *limiters
+	pubMap publicMapCache
 	mux    *http.ServeMux
 	routes []string // every registered pattern, "METHOD /path"
 
@@ -50,6 +52,7 @@ func New(cfg Config) (*Server, error) {
 		keys:   keys,
 		tokens: newAPITokens(cfg.Secret),
 		m:      m,
+		limits: newLimiters(&cfg),
 		mux:    http.NewServeMux(),
 	}
 	s.routeAll()
@@ -194,6 +197,12 @@ func (s *Server) routeAll() {
 	s.handle("POST /v1/logout", s.asClinician(s.logout))
 	s.handle("GET /v1/patients", s.asClinician(s.patients))
 	s.handle("POST /v1/sessions", s.asClinician(s.createSession))
+	s.handle("POST /v1/sessions/{id}/end", s.asClinician(s.endSession))
+	s.handle("POST /v1/sessions/{id}/tokens", s.asClinician(s.sessionTokens))
+	s.handle("GET /v1/map", s.publicMap)
+	s.handle("GET /v1/push/registrations", s.asPatient(s.listPush))
+	s.handle("PUT /v1/push/registrations/{installation}", s.asPatient(s.putPush))
+	s.handle("DELETE /v1/push/registrations/{installation}", s.asPatient(s.deletePush))
 
 	s.handle("GET /v1/operator/tenants", s.asOperator(s.listTenants))
 	s.handle("POST /v1/operator/tenants", s.asOperator(s.createTenant))
@@ -205,6 +214,10 @@ func (s *Server) routeAll() {
 	s.handle("DELETE /v1/operator/tenants/{tenant}/care/{clinician}/{patient}", s.asOperator(s.removeCare))
 	s.handle("PUT /v1/operator/tenants/{tenant}/models/{model}/limits/{parameter}", s.asOperator(s.setModelLimit))
 	s.handle("PUT /v1/operator/tenants/{tenant}/flags/{flag}", s.asOperator(s.setFlag))
+	s.handle("POST /v1/operator/tenants/{tenant}/sessions/{session}/end", s.asOperator(s.operatorEndSession))
+	s.handle("GET /v1/operator/tenants/{tenant}/jobs", s.asOperator(s.listJobs))
+	s.handle("POST /v1/operator/tenants/{tenant}/jobs", s.asOperator(s.createJob))
+	s.handle("POST /v1/operator/tenants/{tenant}/jobs/{job}/cancel", s.asOperator(s.cancelJob))
 	s.handle("GET /v1/operator/relays", s.asOperator(s.listRelays))
 	s.handle("POST /v1/operator/relays", s.asOperator(s.createRelay))
 	s.handle("GET /v1/operator/signing-keys", s.asOperator(s.listSigningKeys))
@@ -216,5 +229,6 @@ func (s *Server) routeAll() {
 	s.handle("GET /v1/relay/keys", s.asRelay(s.relayKeys))
 	s.handle("GET /v1/relay/map", s.asRelay(s.relayMap))
 	s.handle("GET /v1/relay/devices/{tenant}/{serial}/config", s.asRelay(s.deviceConfig))
+	s.handle("GET /v1/relay/sessions/{tenant}/{session}", s.asRelay(s.relaySession))
 	s.handle("POST /v1/relay/sync", s.asRelay(s.sync))
 }

@@ -141,34 +141,54 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinic
 	case err != nil:
 		return s.storeError(r, "session", err)
 	}
-	now := s.cfg.Now()
-	base := token.Claims{Tenant: tenant, Session: x.ID, IssuedAt: now.Unix(), Expiry: now.Add(s.cfg.SessionTokenTTL).Unix()}
-	if dev != nil {
-		base.Device, base.Model = dev.Serial, dev.Model
-	}
-	ct, pt := base, base
-	ct.Subject, ct.Role, ct.ID = clinician, token.RoleClinician, rand.Text()
-	pt.Subject, pt.Role, pt.ID = req.PatientID, token.RolePatient, rand.Text()
-	ctok, err := signer.Sign(ct)
-	if err != nil {
-		return err
-	}
-	ptok, err := signer.Sign(pt)
+	ans, err := s.mint(x, clinician, signer, dev, node)
 	if err != nil {
 		return err
 	}
 	s.m.sessions.Inc()
 	s.log.InfoContext(ctx, "session created", "tenant", tenant, "session", x.ID, "clinician", clinician,
 		"patient", req.PatientID, "relay", node.ID, "kid", signer.KeyID(), "request_id", requestID(ctx))
-	ans := sessionAnswer{SessionID: x.ID, Mode: x.Mode, ClinicianToken: string(ctok), PatientToken: string(ptok),
+	writeJSON(w, http.StatusCreated, ans)
+	return nil
+}
+
+// mint signs a session token for each side of x — clinician and x's
+// patient — and returns the answer that carries them. It refuses (409) a
+// session that is over: no token is ever minted for one.
+func (s *Server) mint(x pgstore.Session, clinician string, signer *token.Signer, dev *pgstore.Device, node pgstore.Node) (*sessionAnswer, error) {
+	if sessionOver(x.State) {
+		return nil, sessionEnded(x)
+	}
+	now := s.cfg.Now()
+	base := token.Claims{Tenant: x.TenantID, Session: x.ID, IssuedAt: now.Unix(), Expiry: now.Add(s.cfg.SessionTokenTTL).Unix()}
+	if dev != nil {
+		base.Device, base.Model = dev.Serial, dev.Model
+	}
+	ct, pt := base, base
+	ct.Subject, ct.Role, ct.ID = clinician, token.RoleClinician, rand.Text()
+	pt.Subject, pt.Role, pt.ID = x.PatientID, token.RolePatient, rand.Text()
+	ctok, err := signer.Sign(ct)
+	if err != nil {
+		return nil, err
+	}
+	ptok, err := signer.Sign(pt)
+	if err != nil {
+		return nil, err
+	}
+	ans := &sessionAnswer{SessionID: x.ID, Mode: x.Mode, ClinicianToken: string(ctok), PatientToken: string(ptok),
 		KeyID: signer.KeyID(), ExpiresAt: time.Unix(base.Expiry, 0).UTC(),
 		Relay: relayView{ID: node.ID, Region: node.Region, WSURL: node.Addresses["ws"], QUICURL: node.Addresses["quic"]}}
 	if dev != nil {
 		v := viewDevice(*dev)
 		ans.Device = &v
 	}
-	writeJSON(w, http.StatusCreated, ans)
-	return nil
+	return ans, nil
+}
+
+// sessionEnded is the answer for a request that needs a session that is
+// over.
+func sessionEnded(x pgstore.Session) *apiError {
+	return errorf(http.StatusConflict, "session_ended", "the session is %s; create a new session", x.State)
 }
 
 // nominalCapacity stands in for the capacity of a relay that reports none.
