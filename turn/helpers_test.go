@@ -3,11 +3,14 @@ package turn
 import (
 	"context"
 	"crypto/tls"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -19,8 +22,19 @@ import (
 	"go.uber.org/goleak"
 )
 
+// labCert is the TLS listener's certificate, trusted by the process.
+var labCert tls.Certificate
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	var err error
+	if labCert, err = selfsigned.New("localhost", "127.0.0.1"); err != nil {
+		panic(err)
+	}
+	cleanup, err := trustCert(labCert.Certificate[0])
+	if err != nil {
+		panic(err)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { cleanup() }))
 }
 
 var labSecret = []byte("lab-secret-0123456789abcdef")
@@ -53,15 +67,11 @@ func newServer(t *testing.T, mod func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := selfsigned.New("localhost", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := LocalConfig(ts.creds)
 	cfg.PacketConns = pcs
 	cfg.TCPListeners = []net.Listener{tl}
 	cfg.TLSListeners = []net.Listener{sl}
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{labCert}, MinVersion: tls.VersionTLS12}
 	cfg.Registerer = ts.reg
 	cfg.Labels = prometheus.Labels{"relay": "test", "region": "lab"}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -213,3 +223,20 @@ func (ts *testServer) counter(t *testing.T, name string, labels map[string]strin
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// trustCert makes cert the system's trust roots for this test process
+// (pion/webrtc verifies a turns: server and has no option to skip it).
+// It must run before anything loads the system roots.
+func trustCert(der []byte) (cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "stapes-turn-ca")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	os.Setenv("SSL_CERT_FILE", path)
+	os.Setenv("SSL_CERT_DIR", dir)
+	return func() { os.RemoveAll(dir) }, nil
+}
