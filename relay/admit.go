@@ -101,6 +101,7 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 	// open its class streams) as soon as it reads WELCOME.
 	c.admitted.Store(true)
 	c.control(wire.Encode(w))
+	s.joined(c, f.Resume)
 	s.log.Info("admitted", "conn", c.id, "session", claims.Session, "subject", claims.Subject,
 		"role", claims.Role, "transport", c.transport, "resume", f.Resume, "last_seq", f.LastSeq)
 	return nil

@@ -54,6 +54,12 @@ type Config struct {
 	// Devices, if set, is asked for a device's applied config when a
 	// session starts, so compare-and-set holds across relays and sessions.
 	Devices DeviceSource
+	// OnSessionEnded, if set, is called after EndSession ended a session
+	// (relayd ends its TURN allocations there).
+	OnSessionEnded func(id string)
+	// EventQueue bounds the session lifecycle events waiting to be
+	// written (when Store is an EventStore). Default 4096.
+	EventQueue int
 	// DefaultLimits apply to models not in Limits. Zero: every parameter
 	// within ±1200 (0.1 dB units), at most 60 per step.
 	DefaultLimits *ModelLimits
@@ -123,6 +129,9 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.RelayID == "" {
 		c.RelayID = "relay"
+	}
+	if c.EventQueue <= 0 {
+		c.EventQueue = 4096
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

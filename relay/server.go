@@ -38,7 +38,11 @@ type Server struct {
 	connSeq  atomic.Uint64
 	connPfx  string
 
+	ev    *events    // nil: the store records no events
+	endMu sync.Mutex // serialises EndSession
+
 	mu        sync.Mutex // guards the fields below
+	ended     map[string]struct{} // sessions ended on this relay (a cache of the store's marks)
 	sessions  map[string]*session
 	devices   map[string]*device
 	conns     map[*conn]struct{}
@@ -59,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 		connPfx:  hex.EncodeToString(pfx[:]),
 		accepts:  newAcceptLimiter(cfg.AcceptRate, cfg.AcceptBurst),
 		sessions: map[string]*session{}, devices: map[string]*device{}, conns: map[*conn]struct{}{},
+		ended: map[string]struct{}{},
 	}
 	met, err := newMetrics(cfg.Registerer, s)
 	if err != nil {
@@ -66,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.met = met
+	s.startEvents()
 	return s, nil
 }
 
@@ -126,9 +132,13 @@ func (s *Server) untrack(c *conn) {
 	c.cancel()
 	if c.sess != nil && c.admitted.Load() {
 		c.sess.mu.Lock()
+		_, was := c.sess.conns[c]
 		delete(c.sess.conns, c)
 		c.sess.mu.Unlock()
 		s.maybeRetire(c.sess)
+		if was {
+			s.left(c)
+		}
 	}
 	s.mu.Lock()
 	if _, ok := s.conns[c]; ok {
@@ -144,6 +154,12 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 	id := c.claims.Session
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ended, err := s.isEndedLocked(ctx, id); err != nil {
+		s.log.Error("loading session", "session", id, "err", err)
+		return nil, fatalf(wire.CodeUnavailable, "session state unavailable; retry")
+	} else if ended {
+		return nil, fatalf(wire.CodeSessionClosed, "the fitting session has ended")
+	}
 	sess := s.sessions[id]
 	if sess == nil {
 		meta, ok, err := s.cfg.Store.Meta(ctx, "session/"+id)
@@ -178,6 +194,9 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 		}
 		s.sessions[id] = sess
 		s.met.sessions.Inc()
+		if !ok {
+			s.emit(id, sess.tenant, eventOpened, nil)
+		}
 	} else if sess.tenant != c.claims.Tenant {
 		return nil, fatalf(wire.CodeForbidden, "token is for another session")
 	}
@@ -359,6 +378,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.commitWG.Wait()
+	if s.ev != nil {
+		s.ev.close()
+	}
 	close(s.closeDone)
 	return nil
 }

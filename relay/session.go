@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stapes-relay/stapes/audit"
@@ -46,6 +47,7 @@ type session struct {
 	id     string
 	tenant string
 	epoch  uint64
+	ended  atomic.Bool // EndSession ended it: refuse new connections
 
 	mu sync.Mutex // guards the fields below
 	// dev is the hearing aid of the session, bound by the first token that
