@@ -41,7 +41,7 @@ type Server struct {
 	ev    *events    // nil: the store records no events
 	endMu sync.Mutex // serialises EndSession
 
-	mu        sync.Mutex // guards the fields below
+	mu        sync.Mutex          // guards the fields below
 	ended     map[string]struct{} // sessions ended on this relay (a cache of the store's marks)
 	sessions  map[string]*session
 	devices   map[string]*device
