@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stapes-relay/stapes/control"
@@ -67,7 +68,26 @@ func newControl(o *options, st *storage.Store, kr *token.Keyring, listen string,
 			return 0
 		},
 		Draining: func() bool { s := l.srv.Load(); return s != nil && !s.Ready() },
-		Logger:   log})
+		Sessions: func() []string {
+			if s := l.srv.Load(); s != nil {
+				return s.SessionIDs()
+			}
+			return nil
+		},
+		Ended: func(ids []string) {
+			s := l.srv.Load()
+			if s == nil {
+				return
+			}
+			for _, id := range ids {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := s.EndSession(ctx, "", id, "control_plane"); err != nil {
+					log.Warn("ending a session the control plane ended failed; next heartbeat retries", "session", id, "err", err)
+				}
+				cancel()
+			}
+		},
+		Logger: log})
 	if err != nil {
 		return nil, err
 	}
