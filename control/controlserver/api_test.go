@@ -186,6 +186,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	other.must(http.StatusOK, "POST", "/v1/login", "", map[string]any{"email": "doc@t1.example", "password": testPassword}, &otherLogin)
 
 	forged := cred[:len(cred)-4] + "AAAA"
+	sess := e.session(tok, "t1")
+	end := "/v1/sessions/" + sess.SessionID + "/end"
 	tests := []struct {
 		name         string
 		method, path string
@@ -213,6 +215,19 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"heartbeat with a clinician token", "POST", "/v1/relay/heartbeat", tok, map[string]any{"load": 1, "draining": false}, 401, "unauthorized"},
 		{"sync with a wrong credential", "POST", "/v1/relay/sync", forged, nil, 401, "unauthorized"},
 		{"relay reads another relay's tenant device (shared relay may)", "GET", "/v1/relay/devices/t2/t2-SN1/config", cred, nil, 200, ""},
+		{"end session without token", "POST", end, "", nil, 401, "unauthorized"},
+		{"end session with the operator token", "POST", end, testOperator, nil, 401, "unauthorized"},
+		{"end session with a session token", "POST", end, sess.ClinicianToken, nil, 401, "unauthorized"},
+		{"end another tenant's session", "POST", end, e.login("t2"), nil, 404, "not_found"},
+		{"end a session through another tenant (operator)", "POST", "/v1/operator/tenants/t2/sessions/" + sess.SessionID + "/end", testOperator, nil, 404, "not_found"},
+		{"new tokens for another tenant's session", "POST", "/v1/sessions/" + sess.SessionID + "/tokens", e.login("t2"), nil, 404, "not_found"},
+		{"relay session state without credential", "GET", "/v1/relay/sessions/t1/" + sess.SessionID, "", nil, 401, "unauthorized"},
+		{"push with a clinician API token", "GET", "/v1/push/registrations", tok, nil, 401, "unauthorized"},
+		{"push with a clinician session token", "GET", "/v1/push/registrations", sess.ClinicianToken, nil, 403, "not_patient"},
+		{"push with a node credential", "GET", "/v1/push/registrations", cred, nil, 401, "unauthorized"},
+		{"jobs with a clinician token", "GET", "/v1/operator/tenants/t1/jobs", tok, nil, 401, "unauthorized"},
+		{"jobs with a patient session token", "POST", "/v1/operator/tenants/t1/jobs", sess.PatientToken, map[string]any{"kind": "expire_sessions"}, 401, "unauthorized"},
+		{"public map without credential", "GET", "/v1/map", "", nil, 200, ""},
 		{"unknown endpoint", "GET", "/v1/nope", "", nil, 404, "not_found"},
 		{"wrong method", "DELETE", "/v1/login", "", nil, 405, "method_not_allowed"},
 	}
