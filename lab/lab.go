@@ -69,7 +69,7 @@ func New(ctx context.Context, spec Spec) (*Lab, error) {
 }
 
 func newLab(ctx context.Context, spec Spec, opt options) (l *Lab, err error) {
-	if err := spec.validate(); err != nil {
+	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	l = &Lab{
@@ -309,6 +309,13 @@ func (l *Lab) SetLink(k Link) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return l.netemChange(ctx, a, b, k)
+}
+
+// Link returns the current path between regions a and b.
+func (l *Lab) Link(a, b string) (Link, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.link(a, b)
 }
 
 // link returns the current link between regions a and b (l.mu held).

@@ -92,8 +92,10 @@ func (d Delayer) String() string {
 	return "Delayer(" + strconv.Itoa(int(d)) + ")"
 }
 
-// validate checks s and fills in the defaults.
-func (s *Spec) validate() error {
+// Validate checks s and fills in the defaults. New calls it; callers may
+// call it first to tell a mistake in the spec (wrapping ErrSpec) from a
+// failure to build the lab.
+func (s *Spec) Validate() error {
 	if s.Name != "" && !validName(s.Name, 12, false) {
 		return fmt.Errorf("%w: lab name %q: want 1 to 12 of [a-z0-9]", ErrSpec, s.Name)
 	}

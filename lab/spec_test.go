@@ -97,9 +97,9 @@ func TestSpecValidate(t *testing.T) {
 		{"bad delayer", Spec{Regions: []Region{{Name: "eu"}}, Delayer: 7}, false},
 	}
 	for _, tt := range tests {
-		err := tt.spec.validate()
+		err := tt.spec.Validate()
 		if (err == nil) != tt.ok {
-			t.Errorf("%s: validate() = %v, want ok %v", tt.name, err, tt.ok)
+			t.Errorf("%s: Validate() = %v, want ok %v", tt.name, err, tt.ok)
 		}
 		if err != nil && !errors.Is(err, ErrSpec) {
 			t.Errorf("%s: error %v does not wrap ErrSpec", tt.name, err)
