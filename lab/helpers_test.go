@@ -51,14 +51,11 @@ func newTestLab(t *testing.T, spec Spec) *Lab {
 // udpEcho starts a UDP echo server on host and returns its address.
 func udpEcho(t *testing.T, l *Lab, host string) netip.AddrPort {
 	t.Helper()
-	var pc *net.UDPConn
-	err := l.Do(host, func() (err error) {
-		pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.Addr(host), 0)))
-		return err
-	})
+	c, err := l.ListenPacket(host, "udp4", netip.AddrPortFrom(l.Addr(host), 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}
+	pc := c.(*net.UDPConn)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -52,11 +52,8 @@ func TestTCP(t *testing.T) {
 		Regions: []Region{{Name: "eu"}, {Name: "us"}},
 		Links:   []Link{{A: "eu", B: "us", Delay: 20 * time.Millisecond}},
 	})
-	var ln net.Listener
-	if err := l.Do("us", func() (err error) {
-		ln, err = net.Listen("tcp4", l.Addr("us").String()+":0")
-		return err
-	}); err != nil {
+	ln, err := l.Listen("us", "tcp4", l.Addr("us").String()+":0")
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
@@ -79,13 +76,12 @@ func TestTCP(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var c net.Conn
-	if err := l.Do("eu", func() (err error) {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, "tcp4", ln.Addr().String())
-		return err
-	}); err != nil {
+	c, err := l.DialContext(ctx, "eu", "tcp4", ln.Addr().String())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := l.DialContext(ctx, "eu", "tcp", "localhost:80"); err == nil {
+		t.Error("DialContext(a name) succeeded, want an error")
 	}
 	if la := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); la != l.Addr("eu") {
 		t.Errorf("local address %v, want eu's %v", la, l.Addr("eu"))
