@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -15,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stapes-relay/stapes/control"
 	"github.com/stapes-relay/stapes/control/controlserver"
+	"github.com/stapes-relay/stapes/control/controltest"
 	"github.com/stapes-relay/stapes/control/pglocal"
 	"github.com/stapes-relay/stapes/control/pglocal/pgtest"
 	"github.com/stapes-relay/stapes/control/pgstore"
@@ -35,28 +33,11 @@ type controlStack struct {
 	pg    *pglocal.Server
 	st    *pgstore.Store
 	hs    *httptest.Server
+	api   *controltest.API
 	relay *relaytest.Relay
 	cred  string
 	sync  *control.Syncer
 	reg   *prometheus.Registry
-}
-
-func syncErrors(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "stapes_relay_sync_batches_total" {
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "error" {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
 }
 
 // lateSource lets the relay start before the directory that needs its
@@ -64,30 +45,6 @@ func syncErrors(t *testing.T, reg *prometheus.Registry) float64 {
 type lateSource struct{ *control.Directory }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func (s *controlStack) call(want int, method, path, bearer string, body, out any) {
-	s.t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, s.hs.URL+path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		s.t.Fatalf("%s %s = %d %s, want %d", method, path, resp.StatusCode, raw, want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatal(err)
-		}
-	}
-}
 
 func newControlStack(t *testing.T) *controlStack {
 	ctx := context.Background()
@@ -115,17 +72,8 @@ func newControlStack(t *testing.T) *controlStack {
 	}
 	s.hs = httptest.NewServer(srv.Handler())
 	t.Cleanup(s.hs.Close)
-
-	s.call(201, "POST", "/v1/operator/tenants", operator, map[string]any{"id": "t1", "name": "Clinic"}, nil)
-	s.call(201, "POST", "/v1/operator/tenants/t1/clinicians", operator, map[string]any{"id": "c1", "email": "doc@t1.example", "password": "correct horse battery"}, nil)
-	s.call(201, "POST", "/v1/operator/tenants/t1/patients", operator, map[string]any{"id": "p1"}, nil)
-	s.call(201, "POST", "/v1/operator/tenants/t1/devices", operator, map[string]any{"serial": "SN1", "model": "m1", "patient_id": "p1"}, nil)
-	s.call(200, "POST", "/v1/operator/tenants/t1/care", operator, map[string]any{"clinician_id": "c1", "patient_id": "p1"}, nil)
-	var node struct {
-		Credential string `json:"credential"`
-	}
-	s.call(201, "POST", "/v1/operator/relays", operator, map[string]any{"id": "relay-a", "region": "eu", "capacity": 100}, &node)
-	s.cred = node.Credential
+	s.api = &controltest.API{T: t, Base: s.hs.URL, Client: s.hs.Client()}
+	s.cred = s.api.SeedClinic(operator, "relay-a")
 
 	kr := token.NewKeyring()
 	devices := &lateSource{}
@@ -181,83 +129,29 @@ func (s *controlStack) count(query string, args ...any) int {
 // exactly once, with an intact audit chain.
 func TestPostgresOutageLosesNothing(t *testing.T) {
 	s := newControlStack(t)
-	var login struct {
-		Token string `json:"token"`
-	}
-	s.call(200, "POST", "/v1/login", "", map[string]any{"email": "doc@t1.example", "password": "correct horse battery"}, &login)
-	var sess struct {
-		SessionID      string `json:"session_id"`
-		ClinicianToken string `json:"clinician_token"`
-		PatientToken   string `json:"patient_token"`
-		Relay          struct {
-			WSURL string `json:"ws_url"`
-		} `json:"relay"`
-	}
-	s.call(201, "POST", "/v1/sessions", login.Token, map[string]any{"patient_id": "p1", "device_serial": "SN1"}, &sess)
+	sess := s.api.NewSession()
 	if sess.Relay.WSURL != s.relay.WSURL {
 		t.Fatalf("placed on %s, want the test relay", sess.Relay.WSURL)
 	}
-	cl := relaytest.Dial(t, s.relay, "ws")
-	cl.Hello([]byte(sess.ClinicianToken), false, 0)
-	pt := relaytest.Dial(t, s.relay, "quic")
-	pt.Hello([]byte(sess.PatientToken), false, 0)
+	chat := controltest.Join(t, s.relay, sess)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.sync.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	acked := 0
-	exchange := func(n int) {
-		for range n {
-			cl.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprint("m", acked), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("hello")})
-			cl.NextOf(wire.TypePersisted, 10*time.Second)
-			acked++
-			d := pt.NextOf(wire.TypeDeliver, 10*time.Second)
-			pt.Send(&wire.Frame{Type: wire.TypeAck, Seq: d.Seq, Stage: wire.StageReceived})
-		}
-	}
-	exchange(40)
+	chat.Exchange(40)
 	if err := s.pg.Kill(); err != nil { // Postgres really stops
 		t.Fatal(err)
 	}
-	exchange(120) // the relay goes on acknowledging with the database down
-	// The syncer keeps trying against the dead database and fails.
-	for deadline := time.Now().Add(10 * time.Second); syncErrors(t, s.reg) < 2; {
-		if time.Now().After(deadline) {
-			t.Fatal("the syncer never failed while Postgres was down")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a metric
-	}
+	chat.Exchange(120) // the relay goes on acknowledging with the database down
+	controltest.WaitSyncErrors(t, s.reg, 2)
 	if err := s.pg.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	exchange(40)
-	head := uint64(2 * acked) // every message and its receipt
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		h, _ := s.relay.Store.Head(context.Background(), sess.SessionID)
-		if h >= head && s.relay.Store.OutboxAcked() == s.relay.Store.OutboxStable() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backlog not drained: head %d of %d, outbox acked %d of %d", h, head,
-				s.relay.Store.OutboxAcked(), s.relay.Store.OutboxStable())
-		}
-		time.Sleep(20 * time.Millisecond) // polling the syncer
-	}
-	if got := s.count("messages WHERE tenant_id = 't1' AND session_id = $1", sess.SessionID); got != acked {
-		t.Errorf("messages in Postgres = %d, acknowledged %d", got, acked)
-	}
-	if got := s.count("receipts WHERE tenant_id = 't1' AND session_id = $1", sess.SessionID); got != acked {
-		t.Errorf("receipts in Postgres = %d, want %d", got, acked)
-	}
-	if got := s.count("audit_log WHERE session_id = $1 AND NOT chain_broken", sess.SessionID); got != 2*acked {
-		t.Errorf("valid audit rows = %d, want %d", got, 2*acked)
-	}
-	if got := s.count("(SELECT client_id FROM messages WHERE session_id = $1 GROUP BY client_id HAVING count(*) > 1) d", sess.SessionID); got != 0 {
-		t.Errorf("%d messages stored twice", got)
-	}
+	chat.Exchange(40)
+	chat.WaitDrained(s.relay.Store, sess.SessionID)
+	chat.CheckExactlyOnce(func(query string) int { return s.count(query, sess.SessionID) })
 }
 
 // TestDeviceVersionFromControlPlane: a device fitted elsewhere (its applied
@@ -272,14 +166,7 @@ func TestDeviceVersionFromControlPlane(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var login struct {
-		Token string `json:"token"`
-	}
-	s.call(200, "POST", "/v1/login", "", map[string]any{"email": "doc@t1.example", "password": "correct horse battery"}, &login)
-	var sess struct {
-		ClinicianToken string `json:"clinician_token"`
-	}
-	s.call(201, "POST", "/v1/sessions", login.Token, map[string]any{"patient_id": "p1", "device_serial": "SN1"}, &sess)
+	sess := s.api.NewSession()
 	cl := relaytest.Dial(t, s.relay, "ws")
 	w := cl.Hello([]byte(sess.ClinicianToken), false, 0)
 	if w.ConfigVersion != 3 {
