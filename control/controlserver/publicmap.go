@@ -35,22 +35,11 @@ type publicMapCache struct {
 	built time.Time
 }
 
-// publicRelay is a relay as the public map shows it.
-type publicRelay struct {
-	ID        string            `json:"id"`
-	Region    string            `json:"region"`
-	Addresses map[string]string `json:"addresses"`
-	Load      int               `json:"load"`
-	Capacity  int               `json:"capacity"`
-	Draining  bool              `json:"draining"`
-	Healthy   bool              `json:"healthy"`
-}
-
 type publicMapAnswer struct {
 	GeneratedAt time.Time       `json:"generated_at"`
 	MaxAge      int             `json:"max_age_seconds"`
 	Regions     []mapRegion     `json:"regions"`
-	Relays      []publicRelay   `json:"relays"`
+	Relays      []mapRelay      `json:"relays"` // without last_heartbeat
 	Flags       map[string]flag `json:"flags"`
 }
 
@@ -94,11 +83,9 @@ func (s *Server) publicMapBody(ctx context.Context) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	ans := publicMapAnswer{MaxAge: int(s.cfg.MapMaxAge / time.Second), Regions: m.Regions,
-		Relays: make([]publicRelay, 0, len(m.Relays)), Flags: m.Flags}
-	for _, rl := range m.Relays {
-		ans.Relays = append(ans.Relays, publicRelay{ID: rl.ID, Region: rl.Region, Addresses: rl.Addresses,
-			Load: rl.Load, Capacity: rl.Capacity, Draining: rl.Draining, Healthy: rl.Healthy})
+	ans := publicMapAnswer{MaxAge: int(s.cfg.MapMaxAge / time.Second), Regions: m.Regions, Relays: m.Relays, Flags: m.Flags}
+	for i := range ans.Relays {
+		ans.Relays[i].LastHeartbeat = nil // changes every heartbeat; healthy says what a client needs
 	}
 	content, err := json.Marshal(ans) // GeneratedAt zero: the tag covers the content only
 	if err != nil {

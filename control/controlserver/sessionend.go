@@ -2,7 +2,6 @@ package controlserver
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -102,27 +101,17 @@ func (s *Server) sessionTokens(w http.ResponseWriter, r *http.Request, a *clinic
 	if sessionOver(x.State) {
 		return sessionEnded(x)
 	}
-	var dev *pgstore.Device
-	if x.DeviceSerial != "" {
-		d, err := s.st.Device(ctx, x.TenantID, x.DeviceSerial)
-		if err != nil && !errors.Is(err, pgstore.ErrNotFound) {
-			return s.storeError(r, "device", err)
-		}
-		if err != nil || d.PatientID != x.PatientID {
-			return forbidden("device_not_assigned", "the session's device is no longer assigned to the patient")
-		}
-		dev = &d
+	dev, err := s.assignedDevice(r, x.TenantID, x.DeviceSerial, x.PatientID)
+	if err != nil {
+		return err
 	}
 	node, err := s.sessionRelay(ctx, x)
-	if errors.Is(err, ErrNoRelay) {
-		return errorf(http.StatusServiceUnavailable, "no_relay", "no live relay can take the session now; retry later")
-	} else if err != nil {
-		return s.storeError(r, "relays", err)
-	}
-	signer, err := s.keys.signer(ctx)
 	if err != nil {
-		s.log.ErrorContext(ctx, "no signing key", "err", err)
-		return unavailable
+		return s.relayError(r, err)
+	}
+	signer, err := s.signer(ctx)
+	if err != nil {
+		return err
 	}
 	ans, err := s.mint(x, a.claims.Clinician, signer, dev, node)
 	if err != nil {

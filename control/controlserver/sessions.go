@@ -108,27 +108,17 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinic
 			"patient", req.PatientID, "request_id", requestID(ctx))
 		return forbidden("not_in_care", "the patient is not in your care")
 	}
-	var dev *pgstore.Device
-	if req.DeviceSerial != "" {
-		d, err := s.st.Device(ctx, tenant, req.DeviceSerial)
-		if err != nil && !errors.Is(err, pgstore.ErrNotFound) {
-			return s.storeError(r, "device", err)
-		}
-		if err != nil || d.PatientID != req.PatientID {
-			return forbidden("device_not_assigned", "the device is not assigned to the patient")
-		}
-		dev = &d
+	dev, err := s.assignedDevice(r, tenant, req.DeviceSerial, req.PatientID)
+	if err != nil {
+		return err
 	}
 	node, err := s.pickRelay(ctx, tenant, req.Region)
-	if errors.Is(err, ErrNoRelay) {
-		return errorf(http.StatusServiceUnavailable, "no_relay", "no live relay can take the session now; retry later")
-	} else if err != nil {
-		return s.storeError(r, "relays", err)
-	}
-	signer, err := s.keys.signer(ctx)
 	if err != nil {
-		s.log.ErrorContext(ctx, "no signing key", "err", err)
-		return unavailable
+		return s.relayError(r, err)
+	}
+	signer, err := s.signer(ctx)
+	if err != nil {
+		return err
 	}
 	x := pgstore.Session{TenantID: tenant, ID: "ses-" + rand.Text(), ClinicianID: clinician, PatientID: req.PatientID,
 		DeviceSerial: req.DeviceSerial, RelayNodeID: node.ID, Mode: req.Mode}
@@ -183,6 +173,41 @@ func (s *Server) mint(x pgstore.Session, clinician string, signer *token.Signer,
 		ans.Device = &v
 	}
 	return ans, nil
+}
+
+// assignedDevice returns the device serial names if it is assigned to
+// patient (else 403 device_not_assigned), or nil for serial "".
+func (s *Server) assignedDevice(r *http.Request, tenant, serial, patient string) (*pgstore.Device, error) {
+	if serial == "" {
+		return nil, nil
+	}
+	d, err := s.st.Device(r.Context(), tenant, serial)
+	if err != nil && !errors.Is(err, pgstore.ErrNotFound) {
+		return nil, s.storeError(r, "device", err)
+	}
+	if err != nil || d.PatientID != patient {
+		return nil, forbidden("device_not_assigned", "the device is not assigned to the patient")
+	}
+	return &d, nil
+}
+
+// relayError answers a failure to find a relay for a session.
+func (s *Server) relayError(r *http.Request, err error) error {
+	if errors.Is(err, ErrNoRelay) {
+		return errorf(http.StatusServiceUnavailable, "no_relay", "no live relay can take the session now; retry later")
+	}
+	return s.storeError(r, "relays", err)
+}
+
+// signer returns the key session tokens are signed with now; a failure
+// is logged and answered 503.
+func (s *Server) signer(ctx context.Context) (*token.Signer, error) {
+	signer, err := s.keys.signer(ctx)
+	if err != nil {
+		s.log.ErrorContext(ctx, "no signing key", "err", err)
+		return nil, unavailable
+	}
+	return signer, nil
 }
 
 // sessionEnded is the answer for a request that needs a session that is
