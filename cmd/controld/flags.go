@@ -30,16 +30,20 @@ type options struct {
 	sessionTTL      time.Duration
 	apiTokenTTL     time.Duration
 	relayLiveness   time.Duration
+	loginPerIP      int
+	loginPerName    int
+	mapPerIP        int
 }
 
 const usageHead = `controld runs the stapes control plane over Postgres.
 
 It serves the HTTPS API (clinician login, patients, fitting sessions with
-Ed25519 session tokens; the operator API; the relay API: registration,
-heartbeats, token keys, relay map, sync) on --listen, its OpenAPI document
-at /openapi.json, and /metrics, /healthz, /readyz on --ops. SIGTERM or
-SIGINT shuts down gracefully (in-flight requests finish, up to
---shutdown-timeout).
+Ed25519 session tokens, ending them; the operator API with scheduled jobs;
+the relay API: registration, heartbeats, token keys, relay map, sync;
+patients' push registrations; the public relay map /v1/map) on --listen,
+its OpenAPI document at /openapi.json, and /metrics, /healthz, /readyz on
+--ops. It runs the scheduled jobs that are due. SIGTERM or SIGINT shuts
+down gracefully (in-flight requests finish, up to --shutdown-timeout).
 
 Usage:
   controld [serve] [flags]   serve the API (the default verb)
@@ -83,6 +87,9 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.sessionTTL, "session-token-ttl", time.Hour, "lifetime of the relay session tokens minted per fitting session (at most 24h)")
 	fs.DurationVar(&o.apiTokenTTL, "api-token-ttl", 12*time.Hour, "lifetime of a clinician's API token")
 	fs.DurationVar(&o.relayLiveness, "relay-liveness", 30*time.Second, "a relay without a heartbeat for this long is not given new sessions")
+	fs.IntVar(&o.loginPerIP, "login-per-ip", 60, "login attempts one source address may make a minute (negative: unlimited)")
+	fs.IntVar(&o.loginPerName, "login-per-name", 10, "login attempts that may name one e-mail address a minute (negative: unlimited)")
+	fs.IntVar(&o.mapPerIP, "map-per-ip", 120, "GET /v1/map requests one source address may make a minute (negative: unlimited)")
 	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
 		return nil, err
 	}
@@ -97,6 +104,9 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	}
 	if o.plain && o.tlsCert != "" {
 		return nil, errors.New("--plain and --tls-cert exclude each other")
+	}
+	if o.loginPerIP == 0 || o.loginPerName == 0 || o.mapPerIP == 0 {
+		return nil, errors.New("--login-per-ip, --login-per-name and --map-per-ip must not be 0 (that would refuse every request; negative: unlimited)")
 	}
 	if o.maxConns < 1 {
 		return nil, errors.New("--max-db-conns must be at least 1")

@@ -47,7 +47,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := controlserver.New(controlserver.Config{Store: st, Secret: secret, OperatorToken: opTok, Logger: log,
-		Registerer: reg, SessionTokenTTL: o.sessionTTL, APITokenTTL: o.apiTokenTTL, RelayLiveness: o.relayLiveness})
+		Registerer: reg, SessionTokenTTL: o.sessionTTL, APITokenTTL: o.apiTokenTTL, RelayLiveness: o.relayLiveness,
+		LoginPerIP: o.loginPerIP, LoginPerName: o.loginPerName, MapPerIP: o.mapPerIP})
 	if err != nil {
 		return err
 	}
