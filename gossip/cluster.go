@@ -28,6 +28,8 @@ type Cluster struct {
 	traffic traffic
 	metrics *metrics
 	queue   chan Event // nil without OnEvent
+	settle  settle
+	stop    chan struct{} // closed by Close: stops settling
 	wg      sync.WaitGroup
 
 	// life orders Join, Leave and UpdateMeta (readers) against Close.
@@ -42,6 +44,17 @@ type Cluster struct {
 	gone    map[string]Event  // members last seen leaving or failing
 	closing bool              // no more events are queued
 	leaving bool              // Leave was called: our Meta says so
+	// leavers are members that told us they are leaving (leave notices),
+	// so their disappearance is a leave even if their Leaving flag has not
+	// reached us; cleared when they come back.
+	leavers map[string]time.Time
+	digest  digest // of live
+	// Settling (settle.go).
+	settling   bool      // the settle loop runs
+	converged  bool      // settling ended with a stable member list
+	lastChange time.Time // live last changed
+	agree      int       // push/pulls in a row whose peer had our digest
+	settleEnd  time.Time // settling gives up at this time
 }
 
 // New starts gossip listeners from cfg; the node is alone until Join.
@@ -62,6 +75,9 @@ func New(cfg Config) (*Cluster, error) {
 		id:      cfg.Meta.ID,
 		live:    make(map[string]Member),
 		gone:    make(map[string]Event),
+		leavers: make(map[string]time.Time),
+		settle:  cfg.settle(),
+		stop:    make(chan struct{}),
 	}
 
 	logger := newStdLogger(cfg.Logger)
@@ -162,6 +178,8 @@ func (c *Cluster) Addr() netip.AddrPort { return c.addr }
 // state with each one reached. It returns how many were reached; ErrJoin
 // if none. Each seed takes at most Config.TCPTimeout; Join returns early
 // when ctx ends and the attempt finishes in the background (Close waits).
+// After a successful Join the node settles in the background (see
+// Config.SettleInterval and Converged); JoinUntilStable also waits for it.
 func (c *Cluster) Join(ctx context.Context, seeds []string) (int, error) {
 	c.life.RLock()
 	if c.closed {
@@ -178,6 +196,9 @@ func (c *Cluster) Join(ctx context.Context, seeds []string) (int, error) {
 		defer c.wg.Done()
 		defer c.life.RUnlock()
 		n, err := c.ml.Join(seeds)
+		if n > 0 {
+			c.startSettling()
+		}
 		done <- result{n, err}
 	}()
 	select {
@@ -225,36 +246,6 @@ func (c *Cluster) setMeta(m Meta) error {
 	return nil
 }
 
-// Leave tells the cluster this node is leaving and waits until that has
-// been gossiped, or ctx ends: first our Meta flagged Leaving (so the others
-// report EventLeave, not EventFailed), then memberlist's leave. The node
-// keeps answering until Close.
-func (c *Cluster) Leave(ctx context.Context) error {
-	c.life.RLock()
-	defer c.life.RUnlock()
-	if c.closed {
-		return ErrClosed
-	}
-	c.mu.Lock()
-	c.leaving = true
-	var m Meta
-	err := m.UnmarshalBinary(c.meta)
-	c.mu.Unlock()
-	if err == nil {
-		err = c.setMeta(m)
-	}
-	if err == nil {
-		err = c.ml.UpdateNode(c.wait(ctx))
-	}
-	if err != nil {
-		return fmt.Errorf("gossip: leave: %w", err)
-	}
-	if err := c.ml.Leave(c.wait(ctx)); err != nil {
-		return fmt.Errorf("gossip: leave: %w", err)
-	}
-	return nil
-}
-
 // wait is how long memberlist may block for ctx: until its deadline, else
 // TCPTimeout. (memberlist takes a timeout, not a context.)
 func (c *Cluster) wait(ctx context.Context) time.Duration {
@@ -274,6 +265,7 @@ func (c *Cluster) Close() error {
 	c.closed = true
 	c.life.Unlock()
 	if first {
+		close(c.stop)
 		_ = c.ml.Shutdown() // stops the transport: listeners and forwarders
 	}
 	c.stopEvents()

@@ -16,9 +16,13 @@ type Profile int
 
 // Profiles.
 const (
-	ProfileLAN   Profile = iota // memberlist.DefaultLANConfig: one data centre
-	ProfileLocal                // memberlist.DefaultLocalConfig, tightened for tests on loopback
-	ProfileWAN                  // memberlist.DefaultWANConfig: members across regions
+	ProfileLAN   Profile = iota // one data centre: memberlist's LAN timing, tuned (see LANConfig)
+	ProfileLocal                // one host (tests, demos): memberlist's local timing, tightened
+	ProfileWAN                  // members across regions: memberlist's WAN timing
+	// ProfileBareLAN is memberlist.DefaultLANConfig unchanged, without
+	// settling: what plain memberlist does, the baseline benchmarks
+	// compare ProfileLAN with. Not for production.
+	ProfileBareLAN
 )
 
 func (p Profile) String() string {
@@ -29,6 +33,8 @@ func (p Profile) String() string {
 		return "local"
 	case ProfileWAN:
 		return "wan"
+	case ProfileBareLAN:
+		return "bare-lan"
 	}
 	return fmt.Sprintf("profile(%d)", int(p))
 }
@@ -65,34 +71,56 @@ type Config struct {
 	// Default false.
 	Plaintext bool
 
-	// Profile picks the base timing. Default ProfileLAN.
+	// Profile picks the base timing. Default ProfileLAN. The defaults
+	// below are the presets' (Local, LAN, WAN); ProfileBareLAN takes
+	// memberlist.DefaultLANConfig's and does not settle. README.md says
+	// why each value is what it is.
 	Profile Profile
 	// ProbeInterval is how often a member probes a random other.
-	// Default: Local 200ms, LAN 1s, WAN 5s.
+	// Default: Local 200ms, LAN 500ms, WAN 5s.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long a probe waits for an ack before indirect
-	// probes. Default: Local 100ms, LAN 500ms, WAN 3s.
+	// probes. Default: Local 100ms, LAN 250ms, WAN 3s.
 	ProbeTimeout time.Duration
 	// SuspicionMult scales how long a suspect has to refute before it is
 	// declared dead: SuspicionMult × max(1, log10 N) × ProbeInterval at
-	// least, SuspicionMaxTimeoutMult times that at most.
-	// Default: Local 3, LAN 4, WAN 6.
+	// least, SuspicionMaxTimeoutMult times that at most; it also sets how
+	// many independent suspicions shorten the wait to the least
+	// (SuspicionMult − 2). Default: Local 3, LAN 4, WAN 6.
 	SuspicionMult int
 	// SuspicionMaxTimeoutMult bounds the suspicion timeout (see
 	// SuspicionMult). Default 6.
 	SuspicionMaxTimeoutMult int
 	// GossipInterval is how often a member gossips to GossipNodes others.
-	// Default: Local 50ms, LAN 200ms, WAN 500ms.
+	// Default: Local 50ms, LAN 100ms, WAN 500ms.
 	GossipInterval time.Duration
 	// GossipNodes is how many members each gossip round reaches.
-	// Default: Local 3, LAN 3, WAN 4.
+	// Default: Local 3, LAN 4, WAN 4.
 	GossipNodes int
+	// RetransmitMult sets how often each member passes on a membership
+	// message: RetransmitMult × ceil(log10(N+1)) times. It is what gossip
+	// bandwidth grows with (every meta update costs about that many
+	// copies per member). Default: Local 4, LAN 3, WAN 4.
+	RetransmitMult int
 	// PushPullInterval is how often a member syncs full state over TCP with
-	// a random other (memberlist stretches it above 32 members).
-	// Default: Local 5s, LAN 30s, WAN 60s.
+	// a random other (memberlist stretches it above 32 members: ×3 at 100).
+	// Default: Local 5s, LAN 15s, WAN 60s.
 	PushPullInterval time.Duration
-	// TCPTimeout bounds a TCP exchange (join, push/pull, fallback probe).
-	// Default: Local 1s, LAN 10s, WAN 30s.
+	// SettleInterval is how often a node syncs full state with a random
+	// member while it settles after a Join, until its member list is
+	// stable (see SettleQuiet). This is what makes a cold start converge
+	// in seconds: a node that joined before the others reached the seeds
+	// would otherwise learn of them only from gossip it may miss, then
+	// from the next PushPullInterval. Negative: no settling.
+	// Default: Local 100ms, LAN 500ms, WAN 2s.
+	SettleInterval time.Duration
+	// SettleQuiet ends settling: the member list has not changed for this
+	// long and the last three peers synced with had exactly our members.
+	// Settling also ends after 60 × SettleInterval, stable or not.
+	// Default: Local 500ms, LAN 2s, WAN 8s.
+	SettleQuiet time.Duration
+	// TCPTimeout bounds a TCP exchange (join, push/pull, fallback probe,
+	// leave notice). Default: Local 1s, LAN 10s, WAN 30s.
 	TCPTimeout time.Duration
 	// DeadNodeReclaimTime is how long after a member died another node may
 	// take its ID from a different address (a relay restarted elsewhere).
@@ -116,18 +144,61 @@ type Config struct {
 
 // LocalConfig is for members on one host (tests, demos): memberlist's
 // DefaultLocalConfig with probes every 200ms (timeout 100ms), gossip every
-// 50ms and push/pull every 5s, so a crash is declared within a few seconds.
+// 50ms, push/pull every 5s and settling every 100ms, so a crash is
+// declared within a few seconds.
 func LocalConfig() Config {
 	return Config{Profile: ProfileLocal, BindAddr: "127.0.0.1"}
 }
 
 // LANConfig is for members in one data centre: memberlist's
-// DefaultLANConfig, with dead IDs reclaimable after 30s.
+// DefaultLANConfig tuned for up to a few hundred relays (README.md has the
+// measurements): probes every 500ms (timeout 250ms) so a crash is
+// declared in about 5s at 100 members, gossip every 100ms to 4 members so
+// a join reaches all in well under a second, each message passed on
+// 3 × log10(N+1) times, push/pull every 15s, settling every 500ms after a
+// Join; dead IDs reclaimable after 30s.
 func LANConfig() Config { return Config{Profile: ProfileLAN} }
 
 // WANConfig is for members across regions: memberlist's DefaultWANConfig,
-// with dead IDs reclaimable after 60s.
+// settling every 2s after a Join, dead IDs reclaimable after 60s.
 func WANConfig() Config { return Config{Profile: ProfileWAN} }
+
+// BareLANConfig is memberlist.DefaultLANConfig unchanged and without
+// settling (ProfileBareLAN): the baseline `stapes bench` compares
+// LANConfig with. Not for production.
+func BareLANConfig() Config { return Config{Profile: ProfileBareLAN} }
+
+// settle is the settling schedule after a Join.
+type settle struct {
+	interval time.Duration // 0: no settling
+	quiet    time.Duration
+}
+
+// settleAgree is how many peers in a row must hold exactly our members
+// before settling ends.
+const settleAgree = 3
+
+// settleRounds bounds settling: it ends after this many intervals.
+const settleRounds = 60
+
+// settle returns the settling schedule of c's profile and fields.
+func (c *Config) settle() settle {
+	var s settle
+	switch c.Profile {
+	case ProfileLocal:
+		s = settle{100 * time.Millisecond, 500 * time.Millisecond}
+	case ProfileLAN:
+		s = settle{500 * time.Millisecond, 2 * time.Second}
+	case ProfileWAN:
+		s = settle{2 * time.Second, 8 * time.Second}
+	}
+	setDur(&s.interval, c.SettleInterval)
+	setDur(&s.quiet, c.SettleQuiet)
+	if s.interval < 0 {
+		s.interval = 0
+	}
+	return s
+}
 
 // memberlist builds the memberlist configuration: the profile's preset,
 // our tuning, then explicit fields. The transport, delegates and logger are
@@ -144,10 +215,18 @@ func (c *Config) memberlist() (*memberlist.Config, error) {
 		mc.DeadNodeReclaimTime = 2 * time.Second
 	case ProfileLAN:
 		mc = memberlist.DefaultLANConfig()
+		mc.ProbeInterval = 500 * time.Millisecond
+		mc.ProbeTimeout = 250 * time.Millisecond
+		mc.GossipInterval = 100 * time.Millisecond
+		mc.GossipNodes = 4
+		mc.RetransmitMult = 3
+		mc.PushPullInterval = 15 * time.Second
 		mc.DeadNodeReclaimTime = 30 * time.Second
 	case ProfileWAN:
 		mc = memberlist.DefaultWANConfig()
 		mc.DeadNodeReclaimTime = 60 * time.Second
+	case ProfileBareLAN:
+		mc = memberlist.DefaultLANConfig()
 	default:
 		return nil, fmt.Errorf("%w: unknown profile %d", ErrConfig, int(c.Profile))
 	}
@@ -169,6 +248,7 @@ func (c *Config) memberlist() (*memberlist.Config, error) {
 	setInt(&mc.SuspicionMult, c.SuspicionMult)
 	setInt(&mc.SuspicionMaxTimeoutMult, c.SuspicionMaxTimeoutMult)
 	setInt(&mc.GossipNodes, c.GossipNodes)
+	setInt(&mc.RetransmitMult, c.RetransmitMult)
 	mc.DNSConfigPath = "" // seeds are IPs or names the system resolver knows
 	return mc, nil
 }
@@ -222,6 +302,7 @@ func (c *Config) validate() error {
 	for name, d := range map[string]time.Duration{
 		"ProbeInterval": c.ProbeInterval, "ProbeTimeout": c.ProbeTimeout, "GossipInterval": c.GossipInterval,
 		"PushPullInterval": c.PushPullInterval, "TCPTimeout": c.TCPTimeout, "DeadNodeReclaimTime": c.DeadNodeReclaimTime,
+		"SettleQuiet": c.SettleQuiet,
 	} {
 		if d < 0 {
 			return fmt.Errorf("%w: %s is negative", ErrConfig, name)
@@ -229,7 +310,7 @@ func (c *Config) validate() error {
 	}
 	for name, v := range map[string]int{
 		"SuspicionMult": c.SuspicionMult, "SuspicionMaxTimeoutMult": c.SuspicionMaxTimeoutMult,
-		"GossipNodes": c.GossipNodes, "EventQueue": c.EventQueue,
+		"GossipNodes": c.GossipNodes, "RetransmitMult": c.RetransmitMult, "EventQueue": c.EventQueue,
 	} {
 		if v < 0 {
 			return fmt.Errorf("%w: %s is negative", ErrConfig, name)

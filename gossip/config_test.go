@@ -56,7 +56,8 @@ func TestPresets(t *testing.T) {
 		reclaimed time.Duration
 	}{
 		{"local", LocalConfig(), 200 * time.Millisecond, 5 * time.Second, 2 * time.Second},
-		{"lan", LANConfig(), time.Second, 30 * time.Second, 30 * time.Second},
+		{"lan", LANConfig(), 500 * time.Millisecond, 30 * time.Second, 30 * time.Second},
+		{"bare-lan", BareLANConfig(), time.Second, 60 * time.Second, 0},
 		{"wan", WANConfig(), 5 * time.Second, 200 * time.Second, 60 * time.Second},
 	}
 	for _, tt := range tests {
@@ -78,5 +79,27 @@ func TestPresets(t *testing.T) {
 	c.Meta.ID, c.ProbeInterval = "r", 300*time.Millisecond
 	if mc, _ := c.memberlist(); mc.ProbeInterval != 300*time.Millisecond {
 		t.Errorf("override: got probe %v, want 300ms", mc.ProbeInterval)
+	}
+}
+
+func TestSettleSchedule(t *testing.T) {
+	tests := []struct {
+		name           string
+		cfg            Config
+		interval, quit time.Duration
+	}{
+		{"local", LocalConfig(), 100 * time.Millisecond, 500 * time.Millisecond},
+		{"lan", LANConfig(), 500 * time.Millisecond, 2 * time.Second},
+		{"wan", WANConfig(), 2 * time.Second, 8 * time.Second},
+		{"bare-lan", BareLANConfig(), 0, 0},
+		{"override", Config{Profile: ProfileLAN, SettleInterval: time.Second, SettleQuiet: 3 * time.Second}, time.Second, 3 * time.Second},
+		{"off", Config{Profile: ProfileLAN, SettleInterval: -1}, 0, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cfg.settle(); got.interval != tt.interval || got.quiet != tt.quit {
+				t.Errorf("got settle every %v quiet %v, want %v %v", got.interval, got.quiet, tt.interval, tt.quit)
+			}
+		})
 	}
 }

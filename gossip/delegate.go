@@ -31,21 +31,42 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return d.c.meta
 }
 
-// Gossip carries membership and hints only: no user messages or state.
-func (delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg receives our own messages between members (leave notices);
+// never commands.
+func (d delegate) NotifyMsg(b []byte) { d.c.userMsg(b) }
+
+// GetBroadcasts: we gossip nothing of our own.
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (delegate) LocalState(join bool) []byte                { return nil }
-func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState is the digest of our member list, sent with every push/pull
+// when settling is on (settle.go); nil otherwise, as plain memberlist.
+func (d delegate) LocalState(join bool) []byte {
+	if d.c.settle.interval <= 0 {
+		return nil
+	}
+	d.c.mu.Lock()
+	defer d.c.mu.Unlock()
+	return d.c.digest.marshal()
+}
+
+// MergeRemoteState receives the peer's digest after its state was merged.
+func (d delegate) MergeRemoteState(buf []byte, join bool) { d.c.remoteDigest(buf) }
 
 func (d delegate) NotifyJoin(n *memberlist.Node)   { d.c.event(EventJoin, n) }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.c.event(EventUpdate, n) }
 
 // NotifyLeave: memberlist never sets n.State (its own node state shadows
 // it), so a leave is told from a failure by the Leaving flag the member
-// gossiped before it went.
+// gossiped before it went, or by its leave notice (leave.go).
 func (d delegate) NotifyLeave(n *memberlist.Node) {
 	var m Meta
-	if m.UnmarshalBinary(n.Meta) == nil && m.Leaving {
+	leaving := m.UnmarshalBinary(n.Meta) == nil && m.Leaving
+	if !leaving {
+		d.c.mu.Lock()
+		_, leaving = d.c.leavers[n.Name]
+		d.c.mu.Unlock()
+	}
+	if leaving {
 		d.c.event(EventLeave, n)
 		return
 	}
@@ -99,11 +120,23 @@ func (c *Cluster) event(t EventType, n *memberlist.Node) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	_, known := c.live[n.Name]
 	switch t {
 	case EventLeave, EventFailed:
+		if known {
+			c.digest.remove(n.Name)
+			c.lastChange = ev.At
+		}
 		delete(c.live, n.Name)
 		c.gone[n.Name] = ev
 	default:
+		if !known {
+			c.digest.add(n.Name)
+			c.lastChange = ev.At
+		}
+		if t == EventJoin {
+			delete(c.leavers, n.Name) // back after leaving
+		}
 		c.live[n.Name] = ev.Member
 		delete(c.gone, n.Name)
 	}

@@ -13,6 +13,9 @@ var (
 	ErrMetaFormat   = errors.New("gossip: malformed node metadata")
 	ErrMetaVersion  = errors.New("gossip: unknown node metadata version")
 	ErrJoin         = errors.New("gossip: no seed could be joined")
+	// ErrNotConverged: settling after a join gave up before the member
+	// list was stable (JoinUntilStable); the node is joined all the same.
+	ErrNotConverged = errors.New("gossip: member list not stable after settling")
 )
 
 // MetaSizeError reports metadata whose encoding exceeds [MaxMetaSize]. It

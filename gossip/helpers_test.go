@@ -69,9 +69,15 @@ func start(t *testing.T, i int, edit func(*Config)) *node {
 // startCluster starts n nodes and joins them all to the first.
 func startCluster(t *testing.T, first, n int) []*node {
 	t.Helper()
+	return startClusterWith(t, first, n, nil)
+}
+
+// startClusterWith is startCluster with edit applied to every config.
+func startClusterWith(t *testing.T, first, n int, edit func(*Config)) []*node {
+	t.Helper()
 	nodes := make([]*node, n)
 	for i := range nodes {
-		nodes[i] = start(t, first+i, nil)
+		nodes[i] = start(t, first+i, edit)
 	}
 	seed := nodes[0].Addr().String()
 	for _, nd := range nodes[1:] {
@@ -82,7 +88,7 @@ func startCluster(t *testing.T, first, n int) []*node {
 		cancel()
 	}
 	for _, nd := range nodes {
-		waitFor(t, 5*time.Second, fmt.Sprintf("%s sees %d members", nd.cfg.Meta.ID, n), func() bool {
+		waitFor(t, 15*time.Second, fmt.Sprintf("%s sees %d members", nd.cfg.Meta.ID, n), func() bool {
 			return len(alive(nd.Cluster)) == n
 		})
 	}

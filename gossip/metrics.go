@@ -8,9 +8,13 @@ import (
 )
 
 type metrics struct {
-	events     *prometheus.CounterVec
-	drops      *prometheus.CounterVec
-	metaErrors prometheus.Counter
+	events       *prometheus.CounterVec
+	drops        *prometheus.CounterVec
+	metaErrors   prometheus.Counter
+	settled      *prometheus.CounterVec
+	syncs        prometheus.Counter
+	syncErrors   prometheus.Counter
+	leaveNotices *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -19,6 +23,11 @@ func newMetrics() *metrics {
 		events:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "events_total", Help: "Membership events seen, by type."}, []string{"type"}),
 		drops:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "event_drops_total", Help: "Membership events not delivered to the handler, by reason."}, []string{"reason"}),
 		metaErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "meta_decode_errors_total", Help: "Membership events whose node metadata could not be decoded."}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "settles_total",
+			Help: "Settling periods after a join that ended, by result: stable (converged) or timeout."}, []string{"result"}),
+		syncs:        prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "settle_syncs_total", Help: "Full-state syncs with a random member while settling after a join."}),
+		syncErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "settle_sync_errors_total", Help: "Settling syncs that failed."}),
+		leaveNotices: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "leave_notices_total", Help: "Leave notices sent to members when leaving, by result: sent or error."}, []string{"result"}),
 	}
 }
 
@@ -27,7 +36,7 @@ func (m *metrics) register(reg prometheus.Registerer, c *Cluster) error {
 		return nil
 	}
 	var errs []error
-	for _, col := range []prometheus.Collector{m.events, m.drops, m.metaErrors, (*collector)(c)} {
+	for _, col := range []prometheus.Collector{m.events, m.drops, m.metaErrors, m.settled, m.syncs, m.syncErrors, m.leaveNotices, (*collector)(c)} {
 		errs = append(errs, reg.Register(col))
 	}
 	return errors.Join(errs...)
