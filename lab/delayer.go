@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -50,11 +51,24 @@ func (l *Lab) startTUN(ctx context.Context) error {
 		"link set " + tunName + " mtu 1500 up",
 		"route add default dev " + tunName + " table 100",
 	}
+	if l.ipv6 {
+		lines = append(lines, "route add ::/0 dev "+tunName+" table 100")
+	}
 	for _, h := range l.hosts {
 		lines = append(lines, fmt.Sprintf("rule add iif %s lookup 100 pref 100", h.link))
 	}
 	if err := ipBatch(ctx, router, lines...); err != nil {
 		return err
+	}
+	if l.ipv6 {
+		// ip rule takes IPv4 unless told -6, in batch mode too.
+		var rules []string
+		for _, h := range l.hosts {
+			rules = append(rules, fmt.Sprintf("rule add iif %s lookup 100 pref 100", h.link))
+		}
+		if err := run(ctx, strings.Join(rules, "\n")+"\n", "ip", "-6", "-n", router, "-batch", "-"); err != nil {
+			return err
+		}
 	}
 	n := len(l.regions)
 	l.fwd = newForwarder(l.tun, n)
@@ -98,6 +112,9 @@ func (l *Lab) startNetem(ctx context.Context) error {
 				fmt.Sprintf("class add dev %s parent 1: classid 1:%x htb rate 10gbit", h.link, c),
 				fmt.Sprintf("qdisc add dev %s parent 1:%x handle %x: %s", h.link, c, c, l.leaf(l.links[src*n+h.region])),
 				fmt.Sprintf("filter add dev %s parent 1: protocol ip prio 1 u32 match ip src %s flowid 1:%x", h.link, subnet(src), c))
+			if l.ipv6 {
+				lines = append(lines, fmt.Sprintf("filter add dev %s parent 1: protocol ipv6 prio 2 u32 match ip6 src %s flowid 1:%x", h.link, subnet6(src), c))
+			}
 		}
 	}
 	return tcBatch(ctx, l.netns(routerName), lines...)
@@ -127,6 +144,11 @@ func (l *Lab) netemChange(ctx context.Context, a, b int, k Link) error {
 func subnet(ri int) string {
 	p := Prefix.Addr().As4()
 	return fmt.Sprintf("%d.%d.%d.0/24", p[0], p[1], ri+1)
+}
+
+// subnet6 is region ri's IPv6 subnet.
+func subnet6(ri int) string {
+	return netip.PrefixFrom(hostAddr6(ri, 0, true), 64).Masked().String()
 }
 
 // tcBatch runs tc in namespace ns with the commands in lines.

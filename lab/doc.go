@@ -13,7 +13,8 @@
 //
 // Region i (from 0) has the subnet 10.77.<i+1>.0/24 and its host j the
 // address 10.77.<i+1>.<j+10>; every host's default route points at the
-// router (10.77.0.1), so traffic between any two hosts, in the same region
+// router (10.77.0.1). With Spec.IPv6, hosts get fd77:0:0:<i+1>::<j+10> (in hex)
+// too (Host.Addr6). Traffic between any two hosts, in the same region
 // or not, crosses the router once and is delayed once.
 //
 // # Delays

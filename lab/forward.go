@@ -163,12 +163,28 @@ func (f *forwarder) region(a []byte) int {
 	return int(a[2]) - 1
 }
 
-// pair returns the pair index of an IPv4 packet between two lab hosts, or -1.
-func (f *forwarder) pair(pkt []byte) int {
-	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+// region6 returns the region index of a lab host's IPv6 address, or -1.
+func (f *forwarder) region6(a []byte) int {
+	p := Prefix6.Addr().As16()
+	if [6]byte(a[:6]) != [6]byte(p[:6]) {
 		return -1
 	}
-	src, dst := f.region(pkt[12:16]), f.region(pkt[16:20])
+	r := int(a[6])<<8 | int(a[7])
+	if r == 0 || r > f.n {
+		return -1
+	}
+	return r - 1
+}
+
+// pair returns the pair index of an IP packet between two lab hosts, or -1.
+func (f *forwarder) pair(pkt []byte) int {
+	src, dst := -1, -1
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		src, dst = f.region(pkt[12:16]), f.region(pkt[16:20])
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		src, dst = f.region6(pkt[8:24]), f.region6(pkt[24:40])
+	}
 	if src < 0 || dst < 0 {
 		return -1
 	}

@@ -74,6 +74,21 @@ func ipv4(src, dst [4]byte, seq uint32) []byte {
 	return p
 }
 
+// ipv6 builds a 40-byte IPv6 header between lab hosts of regions (from 1;
+// 0 is the router's fd77::).
+func ipv6(src, dst int) []byte {
+	p := make([]byte, 40)
+	p[0] = 0x60
+	for i, r := range []int{src, dst} {
+		a := hostAddr6(r-1, 0, true).As16()
+		if r == 0 {
+			a = RouterAddr6.As16()
+		}
+		copy(p[8+16*i:], a[:])
+	}
+	return p
+}
+
 func seqOf(p []byte) uint32 { return binary.BigEndian.Uint32(p[24:]) }
 
 var (
@@ -169,7 +184,11 @@ func TestForwarderClassify(t *testing.T) {
 		{"region past the last", ipv4([4]byte{10, 77, 4, 10}, usHost, 0), -1},
 		{"router", ipv4([4]byte{10, 77, 0, 1}, usHost, 0), -1},
 		{"outside", ipv4(other, usHost, 0), -1},
-		{"ipv6", append([]byte{0x60}, make([]byte, 39)...), -1},
+		{"ipv6 eu to us", ipv6(1, 2), 0*3 + 1},
+		{"ipv6 ap to eu", ipv6(3, 1), 2*3 + 0},
+		{"ipv6 region past the last", ipv6(4, 1), -1},
+		{"ipv6 router", ipv6(0, 1), -1},
+		{"ipv6 outside", append([]byte{0x60}, make([]byte, 39)...), -1},
 		{"short", []byte{0x45, 0}, -1},
 	}
 	for _, tt := range tests {

@@ -55,7 +55,12 @@ func udpEcho(t *testing.T, l *Lab, host string) netip.AddrPort {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := c.(*net.UDPConn)
+	return serveEcho(t, c.(*net.UDPConn))
+}
+
+// serveEcho echoes what pc receives until the test ends.
+func serveEcho(t *testing.T, pc *net.UDPConn) netip.AddrPort {
+	t.Helper()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -80,7 +85,7 @@ func rtts(t *testing.T, l *Lab, from string, to netip.AddrPort, n int) []time.Du
 	t.Helper()
 	var c *net.UDPConn
 	if err := l.Do(from, func() (err error) {
-		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
+		c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -99,6 +104,7 @@ func rtts(t *testing.T, l *Lab, from string, to netip.AddrPort, n int) []time.Du
 		for {
 			m, err := c.Read(buf)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Logf("%s -> %v: probe %d unanswered after 2s, sending another", from, to, seq)
 				break
 			}
 			if err != nil {

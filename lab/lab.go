@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -33,6 +34,7 @@ type Lab struct {
 	hosts   []Host
 	byName  map[string]int // host and region names to an index in hosts
 	delayer Delayer        // DelayerNetem or DelayerTUN
+	ipv6    bool
 	leaf    func(Link) string
 
 	fwd *forwarder // DelayerTUN only
@@ -51,9 +53,10 @@ type Host struct {
 	Name   string // <region>-<index>, e.g. "eu-0"
 	Region string
 	Addr   netip.Addr
-	Netns  string // namespace name, for `ip netns exec <Netns> ...`
-	region int    // index in Lab.regions
-	link   string // the router's end of its veth link
+	Addr6  netip.Addr // only with Spec.IPv6
+	Netns  string     // namespace name, for `ip netns exec <Netns> ...`
+	region int        // index in Lab.regions
+	link   string     // the router's end of its veth link
 }
 
 // options are knobs for tests of this package.
@@ -77,6 +80,7 @@ func newLab(ctx context.Context, spec Spec, opt options) (l *Lab, err error) {
 		regions: spec.Regions,
 		byName:  map[string]int{},
 		leaf:    opt.leaf,
+		ipv6:    spec.IPv6,
 		links:   make([]Link, len(spec.Regions)*len(spec.Regions)),
 	}
 	if l.leaf == nil {
@@ -90,6 +94,7 @@ func newLab(ctx context.Context, spec Spec, opt options) (l *Lab, err error) {
 				Name:   fmt.Sprintf("%s-%d", r.Name, hi),
 				Region: r.Name,
 				Addr:   hostAddr(ri, hi),
+				Addr6:  hostAddr6(ri, hi, spec.IPv6),
 				region: ri,
 				link:   fmt.Sprintf("h%d", len(l.hosts)),
 			}
@@ -136,6 +141,17 @@ func hostAddr(ri, hi int) netip.Addr {
 	return netip.AddrFrom4([4]byte{p[0], p[1], byte(ri + 1), byte(hi + 10)})
 }
 
+// hostAddr6 is the IPv6 address of host hi of region ri, if on.
+func hostAddr6(ri, hi int, on bool) netip.Addr {
+	if !on {
+		return netip.Addr{}
+	}
+	a := Prefix6.Addr().As16()
+	a[6], a[7] = byte((ri+1)>>8), byte(ri+1)
+	a[15] = byte(hi + 10)
+	return netip.AddrFrom16(a)
+}
+
 // netns is the namespace name of a host (or of the router).
 func (l *Lab) netns(host string) string { return netnsPrefix + l.id + "-" + host }
 
@@ -152,15 +168,29 @@ func (l *Lab) build(ctx context.Context) error {
 	// Before any link exists, so every link inherits the defaults: the
 	// router forwards, and must not drop packets coming back from the TUN
 	// device (their reverse path is a veth link, not tun0).
-	if err := inNetns(router, func() error {
-		return writeSysctls(map[string]string{
-			"net/ipv4/ip_forward":                  "1",
-			"net/ipv4/conf/all/rp_filter":          "0",
-			"net/ipv4/conf/default/rp_filter":      "0",
-			"net/ipv4/conf/all/send_redirects":     "0",
-			"net/ipv4/conf/default/send_redirects": "0",
-		})
-	}); err != nil {
+	sysctls := map[string]string{
+		"net/ipv4/ip_forward":                  "1",
+		"net/ipv4/conf/all/rp_filter":          "0",
+		"net/ipv4/conf/default/rp_filter":      "0",
+		"net/ipv4/conf/all/send_redirects":     "0",
+		"net/ipv4/conf/default/send_redirects": "0",
+	}
+	// No duplicate address detection: until it ends (about a second), a
+	// link-local address is tentative and neighbour discovery stalls.
+	noDAD := map[string]string{
+		"net/ipv6/conf/all/accept_dad":     "0",
+		"net/ipv6/conf/default/accept_dad": "0",
+	}
+	if l.ipv6 {
+		sysctls["net/ipv6/conf/all/forwarding"] = "1"
+		maps.Copy(sysctls, noDAD)
+		for _, h := range l.hosts {
+			if err := inNetns(h.Netns, func() error { return writeSysctls(noDAD) }); err != nil {
+				return err
+			}
+		}
+	}
+	if err := inNetns(router, func() error { return writeSysctls(sysctls) }); err != nil {
 		return err
 	}
 	var links, routes []string
@@ -171,6 +201,11 @@ func (l *Lab) build(ctx context.Context) error {
 			fmt.Sprintf("addr add %s/32 dev %s", RouterAddr, h.link),
 			fmt.Sprintf("link set %s up", h.link),
 			fmt.Sprintf("route add %s/32 dev %s", h.Addr, h.link))
+		if l.ipv6 {
+			routes = append(routes,
+				fmt.Sprintf("addr add %s/128 dev %s nodad", RouterAddr6, h.link),
+				fmt.Sprintf("route add %s/128 dev %s", h.Addr6, h.link))
+		}
 	}
 	if err := ipBatch(ctx, "", links...); err != nil {
 		return err
@@ -179,13 +214,20 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	for _, h := range l.hosts {
-		if err := ipBatch(ctx, h.Netns,
+		lines := []string{
 			"link set lo up",
 			"link set eth0 up",
 			fmt.Sprintf("addr add %s/32 dev eth0", h.Addr),
 			fmt.Sprintf("route add %s/32 dev eth0", RouterAddr),
 			fmt.Sprintf("route add default via %s dev eth0", RouterAddr),
-		); err != nil {
+		}
+		if l.ipv6 {
+			lines = append(lines,
+				fmt.Sprintf("addr add %s/128 dev eth0 nodad", h.Addr6),
+				fmt.Sprintf("route add %s/128 dev eth0", RouterAddr6),
+				fmt.Sprintf("route add ::/0 via %s dev eth0", RouterAddr6))
+		}
+		if err := ipBatch(ctx, h.Netns, lines...); err != nil {
 			return err
 		}
 	}
@@ -221,11 +263,18 @@ func (l *Lab) Host(name string) (Host, bool) {
 	return l.hosts[i], true
 }
 
-// Addr returns the address of a host (or of a region's first host), or
-// the zero Addr if there is no such host.
+// Addr returns the IPv4 address of a host (or of a region's first host),
+// or the zero Addr if there is no such host.
 func (l *Lab) Addr(host string) netip.Addr {
 	h, _ := l.Host(host)
 	return h.Addr
+}
+
+// Addr6 returns the IPv6 address of a host (or of a region's first host),
+// or the zero Addr if there is no such host or the lab has no IPv6.
+func (l *Lab) Addr6(host string) netip.Addr {
+	h, _ := l.Host(host)
+	return h.Addr6
 }
 
 // RouterNetns is the router's namespace name, for looking at its

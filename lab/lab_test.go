@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,4 +289,23 @@ func TestCleanupStale(t *testing.T) {
 	if _, err := live.Run(ctx, "eu", "true"); err != nil {
 		t.Errorf("live lab after CleanupStale: %v", err)
 	}
+}
+
+func TestIPv6(t *testing.T) {
+	t.Parallel()
+	l := newTestLab(t, Spec{
+		Regions: []Region{{Name: "eu"}, {Name: "us"}},
+		Links:   []Link{{A: "eu", B: "us", Delay: 25 * time.Millisecond}},
+		IPv6:    true,
+	})
+	if got, want := l.Addr6("us-0").String(), "fd77:0:0:2::a"; got != want {
+		t.Fatalf("Addr6(us-0) = %s, want %s", got, want)
+	}
+	pc, err := l.ListenPacket("us", "udp6", netip.AddrPortFrom(l.Addr6("us"), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := serveEcho(t, pc.(*net.UDPConn))
+	checkRTT(t, l, "eu", echo, 50*time.Millisecond)
+	checkRTT(t, l, "eu", udpEcho(t, l, "us"), 50*time.Millisecond) // IPv4 too
 }

@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -22,6 +24,7 @@ func TestNetemClasses(t *testing.T) {
 		Regions: []Region{{Name: "eu"}, {Name: "us"}, {Name: "ap"}},
 		Links:   []Link{{A: "eu", B: "us", Delay: 40 * time.Millisecond}},
 		Delayer: DelayerNetem,
+		IPv6:    true,
 	}, options{leaf: func(Link) string { return "pfifo limit 1000" }})
 	if err != nil {
 		t.Fatal(err)
@@ -30,13 +33,18 @@ func TestNetemClasses(t *testing.T) {
 	if l.Delayer() != DelayerNetem {
 		t.Fatalf("Delayer() = %v, want netem", l.Delayer())
 	}
-	// Three packets eu -> us and one ap -> us go through us-0's link
-	// classes 1:10 (from eu) and 1:12 (from ap).
+	// Three packets eu -> us and two ap -> us (one IPv4, one IPv6) go
+	// through us-0's link classes 1:10 (from eu) and 1:12 (from ap).
 	echo := udpEcho(t, l, "us")
 	rtts(t, l, "eu", echo, 3)
 	rtts(t, l, "ap", echo, 1)
+	pc, err := l.ListenPacket("us", "udp6", netip.AddrPortFrom(l.Addr6("us"), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtts(t, l, "ap", serveEcho(t, pc.(*net.UDPConn)), 1)
 	us, _ := l.Host("us")
-	for class, want := range map[int]int{classID(0): 3, classID(1): 0, classID(2): 1} {
+	for class, want := range map[int]int{classID(0): 3, classID(1): 0, classID(2): 2} {
 		if got := classPackets(t, l, us.link, class); got != want {
 			t.Errorf("class 1:%x on %s (towards us-0) sent %d packets, want %d", class, us.link, got, want)
 		}

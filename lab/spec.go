@@ -23,6 +23,13 @@ var Prefix = netip.MustParsePrefix("10.77.0.0/16")
 // RouterAddr is the router's address, every host's default gateway.
 var RouterAddr = netip.MustParseAddr("10.77.0.1")
 
+// Prefix6 holds every IPv6 address of every lab (Spec.IPv6): region i is
+// fd77:0:0:<i+1>::/64 and its host j fd77:0:0:<i+1>::<j+10> (in hex).
+var Prefix6 = netip.MustParsePrefix("fd77::/48")
+
+// RouterAddr6 is the router's IPv6 address (Spec.IPv6).
+var RouterAddr6 = netip.MustParseAddr("fd77::1")
+
 // Spec describes a lab.
 type Spec struct {
 	// Name is the lab's id, part of every namespace name
@@ -36,6 +43,9 @@ type Spec struct {
 	// and neither has the path between two hosts of one region unless a
 	// Link names the region twice.
 	Links []Link
+	// IPv6 gives every host an IPv6 address too (Host.Addr6), delayed
+	// like IPv4. Default off: IPv4 only.
+	IPv6 bool
 	// Delayer chooses how delays are made. Default DelayerAuto.
 	Delayer Delayer
 	// Logger receives what the lab does at debug level and problems at

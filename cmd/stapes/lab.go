@@ -78,14 +78,15 @@ func labUp(ctx context.Context, e *env, args []string) error {
 		"e.g. eu-us=40ms,eu-ap=120ms/5ms,us-ap=90ms/0s/0.5%; A-A sets the delay within a region;\n"+
 		"pairs not given have none")
 	name := fs.String("name", "", "lab `ID` in namespace names stlab-ID-HOST: 1-12 of [a-z0-9] (default random)")
+	ipv6 := fs.Bool("ipv6", false, "give every host an IPv6 address (fd77::/48) too")
 	delayer := fs.String("delayer", "auto", "how to delay: netem, tun (a forwarder in this process) or auto (netem if the kernel has it)")
-	if done, err := parseSub(e, fs, "lab up", "--regions R[,R...] [--delay A-B=D,...] [--name ID] [--delayer auto|netem|tun]", args); done || err != nil {
+	if done, err := parseSub(e, fs, "lab up", "--regions R[,R...] [--delay A-B=D,...] [--name ID] [--ipv6] [--delayer auto|netem|tun]", args); done || err != nil {
 		return err
 	}
 	if *regions == "" {
 		return usagef("up: --regions is required")
 	}
-	spec := lab.Spec{Name: *name}
+	spec := lab.Spec{Name: *name, IPv6: *ipv6}
 	var err error
 	if spec.Regions, err = lab.ParseRegions(*regions); err != nil {
 		return usagef("up: --regions: %v", specMsg(err))
@@ -138,7 +139,11 @@ func printLab(w io.Writer, l *lab.Lab, regions []lab.Region) {
 	fmt.Fprintln(tw, "HOST\tREGION\tADDRESS\tNAMESPACE")
 	hosts := l.Hosts()
 	for _, h := range hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Name, h.Region, h.Addr, h.Netns)
+		addr := h.Addr.String()
+		if h.Addr6.IsValid() {
+			addr += " " + h.Addr6.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Name, h.Region, addr, h.Netns)
 	}
 	tw.Flush()
 
