@@ -17,7 +17,6 @@ const (
 	refuseUnauthRate   = "unauth_rate"   // unauthenticated request over the rate limit
 	refuseMaxConns     = "max_conns"     // TCP/TLS connection over MaxTCPConns
 	refuseRelayPort    = "relay_port"    // no relayed port could be opened
-	refuseEvenPort     = "even_port"     // EVEN-PORT/RESERVATION-TOKEN (unsupported)
 	refuseBadFrame     = "bad_frame"     // TCP/TLS stream that is not TURN
 )
 
@@ -91,7 +90,7 @@ func newMetrics(s *Server, reg prometheus.Registerer, labels prometheus.Labels) 
 	m.dropNoChan = m.drops.WithLabelValues(dropNoChannel)
 	m.dropNoPerm = m.drops.WithLabelValues(dropNoPermission)
 	m.dropBad = m.drops.WithLabelValues(dropMalformed)
-	for _, r := range []string{refuseDraining, refuseQuotaTotal, refuseQuotaSession, refuseQuotaUser, refuseUnauthRate, refuseMaxConns, refuseRelayPort, refuseEvenPort, refuseBadFrame} {
+	for _, r := range []string{refuseDraining, refuseQuotaTotal, refuseQuotaSession, refuseQuotaUser, refuseUnauthRate, refuseMaxConns, refuseRelayPort, refuseBadFrame} {
 		m.refusals.WithLabelValues(r)
 	}
 	for _, r := range []string{authMalformed, authExpired, authTooFar, authEnded, authIntegrity, authRealm, authConfig} {

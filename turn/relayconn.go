@@ -121,11 +121,14 @@ func (g generator) Validate() error { return nil }
 
 func (g generator) AllocatePacketConn(c pturn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	s := g.s
-	if c.UserID == "" || c.RequestedPort != 0 {
-		// pion asks without a user for EVEN-PORT probing, and with a port
-		// for RESERVATION-TOKEN: neither is supported (WebRTC uses neither).
-		s.m.refusals.WithLabelValues(refuseEvenPort).Inc()
-		return nil, nil, fmt.Errorf("%w: even-port and reservations are not supported", ErrQuota)
+	if c.UserID == "" {
+		// pion's EVEN-PORT probe: a bare socket it closes at once, to learn
+		// a free even port it then asks for by number.
+		conn, err := s.listenRelay(c.Network, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		return conn, conn.LocalAddr(), nil
 	}
 	_, session, err := parseUsername(c.UserID)
 	if err != nil {
@@ -136,7 +139,7 @@ func (g generator) AllocatePacketConn(c pturn.AllocateListenerConfig) (net.Packe
 		s.m.refusals.WithLabelValues(reason).Inc()
 		return nil, nil, &QuotaError{Reason: reason}
 	}
-	conn, err := s.listenRelay(c.Network)
+	conn, err := s.listenRelay(c.Network, c.RequestedPort)
 	if err != nil {
 		s.m.refusals.WithLabelValues(refuseRelayPort).Inc()
 		s.release(a)
@@ -150,8 +153,9 @@ func (g generator) AllocatePacketConn(c pturn.AllocateListenerConfig) (net.Packe
 	return r, &net.UDPAddr{IP: s.cfg.PublicIP.AsSlice(), Port: port}, nil
 }
 
-// listenRelay opens a relayed UDP socket, in the configured port range if any.
-func (s *Server) listenRelay(network string) (*net.UDPConn, error) {
+// listenRelay opens a relayed UDP socket on port, or (0) in the configured
+// port range if any.
+func (s *Server) listenRelay(network string, port int) (*net.UDPConn, error) {
 	if network != "udp4" && network != "udp6" {
 		return nil, fmt.Errorf("turn: relay network %q", network)
 	}
@@ -169,8 +173,8 @@ func (s *Server) listenRelay(network string) (*net.UDPConn, error) {
 		}
 		return pc.(*net.UDPConn), nil
 	}
-	if s.cfg.RelayPortMin == 0 {
-		return try(0)
+	if s.cfg.RelayPortMin == 0 || port != 0 {
+		return try(port)
 	}
 	span := int(s.cfg.RelayPortMax-s.cfg.RelayPortMin) + 1
 	start := int(s.nextPort.Add(1))
