@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,7 @@ func New(ctx context.Context, spec Spec) (*Lab, error) {
 }
 
 func newLab(ctx context.Context, spec Spec, opt options) (l *Lab, err error) {
+	spec.Regions = slices.Clone(spec.Regions) // Validate fills in defaults
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
