@@ -73,7 +73,21 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 			s.refreshDevice(ctx, d, claims.Tenant, claims.Device)
 		}
 	}
-	sess, e := s.attach(ctx, c, f)
+	epoch, redirect, err := s.resolve(ctx, claims.Session)
+	var stale *staleError
+	switch {
+	case errors.As(err, &stale):
+		redirect = stale.o.url
+	case err != nil:
+		s.log.Error("resolving the session's owner", "conn", c.id, "session", claims.Session, "err", err)
+		return fatalf(wire.CodeUnavailable, "session state unavailable; retry")
+	}
+	if redirect != "" || stale != nil {
+		e := fatalf(wire.CodeUnavailable, "the session is served by another relay; reconnect there")
+		e.redirect = redirect
+		return e
+	}
+	sess, e := s.attach(ctx, c, f, epoch)
 	if e != nil {
 		return e
 	}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
@@ -54,6 +55,32 @@ type Config struct {
 	// Devices, if set, is asked for a device's applied config when a
 	// session starts, so compare-and-set holds across relays and sessions.
 	Devices DeviceSource
+	// Region is this relay's region; replicas are chosen within it.
+	Region string
+	// Cluster, with PeerSecret, turns on replication: every commit batch
+	// goes to the session's replica (a live relay of Region, rendezvous
+	// hashing) before it is committed here and acknowledged. nil: no
+	// replication (a single relay).
+	Cluster Cluster
+	// PeerSecret authenticates relay-to-relay links (all relays of a
+	// cluster share it). At least 16 bytes when Cluster is set.
+	PeerSecret []byte
+	// PeerTLS is the TLS client config for dialing peers; default: no
+	// certificate verification (the peer proves PeerSecret, bound to the
+	// TLS session).
+	PeerTLS *tls.Config
+	// SelfURL is where clients reach this relay (quic://host:port or
+	// wss://host:port/v1/connect), sent to peers for redirects.
+	SelfURL string
+	// RequireReplica refuses commits (the sender gets unavailable and
+	// retries) when no replica is reachable, instead of committing alone
+	// with PERSISTED flagged degraded.
+	RequireReplica bool
+	// ReplicaTimeout bounds one replication round trip. Default 2s.
+	ReplicaTimeout time.Duration
+	// ProbeTimeout bounds asking a session's home whether it is alive
+	// before taking the session over. Default 500ms.
+	ProbeTimeout time.Duration
 	// OnSessionEnded, if set, is called after EndSession ended a session
 	// (relayd ends its TURN allocations there).
 	OnSessionEnded func(id string)
@@ -132,6 +159,15 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.EventQueue <= 0 {
 		c.EventQueue = 4096
+	}
+	if c.ReplicaTimeout <= 0 {
+		c.ReplicaTimeout = 2 * time.Second
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 500 * time.Millisecond
+	}
+	if c.Cluster != nil && len(c.PeerSecret) < 16 {
+		return fmt.Errorf("%w: replication (Cluster) needs a PeerSecret of at least 16 bytes", ErrConfig)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

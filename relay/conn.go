@@ -130,6 +130,9 @@ func (c *conn) fail(e *protoError) {
 	c.srv.met.errorsSent.WithLabelValues(e.code.String()).Inc()
 	// The ERROR is queued before closing is set, so a writer that sees
 	// closing also finds the ERROR in its queue.
+	if e.redirect != "" {
+		c.out[wire.ClassControl].push(wire.Encode(&wire.Frame{Type: wire.TypeGoaway, Code: e.code, Redirect: e.redirect}))
+	}
 	ok := c.out[wire.ClassControl].push(e.frame())
 	c.closing.Store(true)
 	if !ok {

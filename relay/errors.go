@@ -25,6 +25,9 @@ type protoError struct {
 	cfgV  uint64 // device head version, on conflict
 	minV  uint64 // relay's protocol versions, on version
 	maxV  uint64
+	// redirect, on a fatal error, is sent first as GOAWAY{redirect}: where
+	// the session lives.
+	redirect string
 }
 
 func (e *protoError) Error() string {

@@ -31,6 +31,13 @@ type metrics struct {
 	commitSeconds prometheus.Histogram
 	commitBatch   prometheus.Histogram
 	commitErrors  prometheus.Counter
+	degraded      prometheus.Counter
+	takeovers     prometheus.Counter
+	fenced        prometheus.Counter
+	staleRefused  prometheus.Counter
+	replicated    prometheus.Counter
+	fetched       prometheus.Counter
+	catchUps      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -57,6 +64,13 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "commit_errors_total", Help: "Failed durable commits."}),
+		degraded:     prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "degraded_commits_total", Help: "Commit batches acknowledged without a replica (PERSISTED flagged degraded)."}),
+		takeovers:    prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "takeovers_total", Help: "Sessions this relay took over from a home that did not answer."}),
+		fenced:       prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "fenced_sessions_total", Help: "Sessions this relay gave up because another relay owns them with a newer epoch."}),
+		staleRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "stale_replications_refused_total", Help: "Replication requests refused for an older epoch."}),
+		replicated:   prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "replicated_entries_total", Help: "Log entries stored as a replica."}),
+		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "fetched_entries_total", Help: "Log entries fetched back from a replica when loading a session."}),
+		catchUps:     prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "replica_catchups_total", Help: "Replicas brought up to date with a session's earlier entries."}),
 	}
 	for _, r := range []string{dropQueueFull, dropSlowConsumer, dropMaxConns, dropAcceptRate} {
 		m.drops.WithLabelValues(r)
@@ -69,7 +83,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.conns, m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
-		m.messagesIn, m.drops, m.refusals, m.rejections, m.errorsSent, m.resumes, m.commitSeconds, m.commitBatch, m.commitErrors} {
+		m.messagesIn, m.drops, m.refusals, m.rejections, m.errorsSent, m.resumes, m.commitSeconds, m.commitBatch, m.commitErrors,
+		m.degraded, m.takeovers, m.fenced, m.staleRefused, m.replicated, m.fetched, m.catchUps} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

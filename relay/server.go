@@ -38,8 +38,10 @@ type Server struct {
 	connSeq  atomic.Uint64
 	connPfx  string
 
-	ev    *events    // nil: the store records no events
-	endMu sync.Mutex // serialises EndSession
+	ev      *events    // nil: the store records no events
+	links   *links     // relay-to-relay links; nil: no replication
+	stripes stripes    // see replica.go
+	endMu   sync.Mutex // serialises EndSession
 
 	mu        sync.Mutex          // guards the fields below
 	ended     map[string]struct{} // sessions ended on this relay (a cache of the store's marks)
@@ -71,6 +73,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.met = met
+	if cfg.Cluster != nil {
+		if s.links, err = newLinks(s); err != nil {
+			cancel()
+			return nil, fmt.Errorf("relay: peer links: %w", err)
+		}
+	}
 	s.startEvents()
 	return s, nil
 }
@@ -150,7 +158,7 @@ func (s *Server) untrack(c *conn) {
 }
 
 // attach finds or loads the session named by c's claims and adds c to it.
-func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*session, *protoError) {
+func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame, epoch uint64) (*session, *protoError) {
 	id := c.claims.Session
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -188,8 +196,14 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 				return nil, fatalf(wire.CodeUnavailable, "session state unavailable; retry")
 			}
 		}
+		if epoch == 0 {
+			epoch = 1
+			if o, ok, err := s.ownerRecord(ctx, id); err == nil && ok && o.home == s.cfg.RelayID {
+				epoch = o.epoch
+			}
+		}
 		sess = &session{
-			srv: s, id: id, tenant: c.claims.Tenant, epoch: 1, fresh: !ok, chain: chain, tail: tailRing{max: s.cfg.TailCache, maxBytes: s.cfg.TailBytes},
+			srv: s, id: id, tenant: c.claims.Tenant, epoch: epoch, fresh: !ok, chain: chain, tail: tailRing{max: s.cfg.TailCache, maxBytes: s.cfg.TailBytes},
 			conns: map[*conn]struct{}{}, head: head, next: head + 1, inflight: map[string]*op{},
 		}
 		s.sessions[id] = sess
@@ -202,6 +216,9 @@ func (s *Server) attach(ctx context.Context, c *conn, hello *wire.Frame) (*sessi
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	if hello.Epoch > sess.epoch {
+		return nil, fatalf(wire.CodeStaleEpoch, "this relay's epoch for the session is older than one you have seen")
+	}
 	if hello.Resume && hello.LastSeq > sess.head {
 		s.retireLocked(sess)
 		return nil, fatalf(wire.CodeBadResume, "resume position %d beyond session head %d", hello.LastSeq, sess.head)
@@ -378,6 +395,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.commitWG.Wait()
+	if s.links != nil {
+		s.links.close()
+	}
 	if s.ev != nil {
 		s.ev.close()
 	}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,10 @@ type session struct {
 	tenant string
 	epoch  uint64
 	ended  atomic.Bool // EndSession ended it: refuse new connections
+
+	// Used by the committer only (one at a time per session):
+	replica  string // the peer id replicated to (replica.go)
+	recorded owner  // the owner record last committed here
 
 	mu sync.Mutex // guards the fields below
 	// dev is the hearing aid of the session, bound by the first token that
@@ -130,6 +135,23 @@ func (s *session) commitLoop() {
 			}
 		}
 		start := time.Now()
+		degraded := false
+		if s.srv.replicating() {
+			var err error
+			if degraded, err = s.replicate(entries, meta); err != nil {
+				var st *staleError
+				if errors.As(err, &st) {
+					s.fenced(st)
+				} else {
+					s.fail(err)
+				}
+				continue
+			}
+			if rec := (owner{epoch: s.epoch, home: s.srv.cfg.RelayID, url: cfg.SelfURL, replica: s.replica}); rec != s.recorded {
+				s.recorded = rec
+				meta[ownerMeta(s.id)] = rec.encode()
+			}
+		}
 		err := cfg.Store.Commit(s.srv.ctx, s.id, entries, meta)
 		s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
 		s.srv.met.commitBatch.Observe(float64(len(batch)))
@@ -148,8 +170,12 @@ func (s *session) commitLoop() {
 		conns := s.connList()
 		s.mu.Unlock()
 		for _, o := range batch {
+			reply := o.reply
+			if degraded && reply != nil {
+				reply = degradedReply(reply)
+			}
 			for _, c := range o.waiters {
-				c.reply(o.reply)
+				c.reply(reply)
 			}
 		}
 		for _, c := range conns {
@@ -164,6 +190,22 @@ func (s *session) commitLoop() {
 func (s *session) fail(err error) {
 	s.srv.log.Error("session commit failed; closing its connections", "session", s.id, "err", err)
 	s.srv.met.commitErrors.Inc()
+	s.failWith(fatalf(wire.CodeUnavailable, "session storage failed; reconnect and resume"), err)
+}
+
+// degradedReply returns a PERSISTED frame with the degraded flag set.
+func degradedReply(reply []byte) []byte {
+	f, err := wire.Decode(reply, len(reply)+1)
+	if err != nil {
+		return reply
+	}
+	f.Flags |= wire.FlagDegraded
+	return wire.Encode(&f)
+}
+
+// failWith drops the session from memory, refusing everything queued, and
+// ends its connections with e.
+func (s *session) failWith(e *protoError, err error) {
 	s.mu.Lock()
 	s.failed = err
 	for _, o := range s.queue {
@@ -176,7 +218,7 @@ func (s *session) fail(err error) {
 	s.mu.Unlock()
 	s.srv.unloadSession(s)
 	for _, c := range conns {
-		c.fail(fatalf(wire.CodeUnavailable, "session storage failed; reconnect and resume"))
+		c.fail(e)
 	}
 }
 

@@ -44,10 +44,16 @@ type Relay struct {
 	Signer  *token.Signer
 	Keyring *token.Keyring
 
+	// PeerAddr is the relay-to-relay listener (UDP), when the config has
+	// a Cluster.
+	PeerAddr string
+
 	opts  Options
 	cert  tls.Certificate
 	tcp   net.Listener
 	udp   net.PacketConn
+	pudp  net.PacketConn
+	pdone chan error
 	done  chan error
 	mu    sync.Mutex
 	alive bool
@@ -117,8 +123,66 @@ func (r *Relay) start(addr string) error {
 	r.done = make(chan error, 1)
 	tc := &tls.Config{Certificates: []tls.Certificate{r.cert}, MinVersion: tls.VersionTLS13}
 	go func() { r.done <- srv.Serve(tcp, udp, tc) }()
+	r.pdone = nil
+	if cfg.Cluster != nil {
+		paddr := r.PeerAddr
+		if paddr == "" {
+			paddr = "127.0.0.1:0"
+		}
+		pudp, err := net.ListenPacket("udp", paddr)
+		if err != nil {
+			srv.Close()
+			<-r.done
+			tcp.Close()
+			udp.Close()
+			st.Close()
+			return err
+		}
+		r.pudp, r.PeerAddr = pudp, pudp.LocalAddr().String()
+		r.pdone = make(chan error, 1)
+		go func() { r.pdone <- srv.ServePeers(pudp, tc) }()
+	}
 	r.alive = true
 	return nil
+}
+
+// Peer describes the relay for a Cluster.
+func (r *Relay) Peer(id, region string) relay.Peer {
+	return relay.Peer{ID: id, Region: region, Addr: r.PeerAddr, URL: r.QUICURL}
+}
+
+// Cluster is a membership list tests change at will.
+type Cluster struct {
+	mu    sync.Mutex
+	peers map[string]relay.Peer
+}
+
+// Peers implements relay.Cluster.
+func (c *Cluster) Peers() []relay.Peer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]relay.Peer, 0, len(c.peers))
+	for _, p := range c.peers {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Set adds or updates a member.
+func (c *Cluster) Set(p relay.Peer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peers == nil {
+		c.peers = map[string]relay.Peer{}
+	}
+	c.peers[p.ID] = p
+}
+
+// Remove drops a member (as if the membership layer declared it dead).
+func (c *Cluster) Remove(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.peers, id)
 }
 
 // ListenPair listens on TCP and UDP with the same port number. With port 0
@@ -186,6 +250,10 @@ func (r *Relay) Stop() {
 	r.alive = false
 	r.Server.Close()
 	<-r.done
+	if r.pdone != nil {
+		<-r.pdone
+		r.pudp.Close()
+	}
 	r.tcp.Close()
 	r.udp.Close()
 	r.Store.Close()

@@ -1,0 +1,319 @@
+package relay
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/stapes-relay/stapes/relay/peerwire"
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+// Relay-to-relay links. A relay dials a peer's peer listener over QUIC
+// (ALPN peerwire.ALPN) and both sides prove they hold the cluster's peer
+// secret: each sends HMAC-SHA256(secret, role || TLS exporter), the
+// exporter binding the proof to this TLS session, so it cannot be replayed
+// elsewhere or relayed by a man in the middle. Certificates are therefore
+// not verified by default (relays in development have self-signed ones).
+// After that, each request is one bidirectional stream: the request, then
+// the reply, each length-prefixed.
+
+// Peer is a relay of the cluster as the membership layer sees it.
+type Peer struct {
+	ID     string
+	Region string
+	Addr   string // host:port of its peer listener (UDP)
+	URL    string // where clients reach it (quic:// or wss://), for redirects
+}
+
+// Cluster is the live membership a relay replicates within.
+type Cluster interface {
+	// Peers returns the relays currently believed alive (this one may be
+	// among them).
+	Peers() []Peer
+}
+
+// StaticCluster is a fixed membership (tests, single-region setups
+// without gossip).
+type StaticCluster []Peer
+
+// Peers returns the list.
+func (c StaticCluster) Peers() []Peer { return c }
+
+const (
+	peerAuthTimeout = 5 * time.Second
+	exporterLabel   = "stapes-peer"
+)
+
+var (
+	// ErrPeerAuth is returned when a peer does not prove the secret.
+	ErrPeerAuth = errors.New("relay: peer authentication failed")
+	// ErrNoPeer is returned when no link to the peer could be made.
+	ErrNoPeer = errors.New("relay: peer unreachable")
+)
+
+func peerMAC(secret []byte, role string, qc *quic.Conn) ([]byte, error) {
+	cs := qc.ConnectionState().TLS
+	ekm, err := cs.ExportKeyingMaterial(exporterLabel, nil, 32)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(role))
+	m.Write(ekm)
+	return m.Sum(nil), nil
+}
+
+func peerQUICConfig() *quic.Config {
+	return &quic.Config{MaxIncomingStreams: 1024, MaxIncomingUniStreams: -1, MaxIdleTimeout: 10 * time.Second,
+		KeepAlivePeriod: 2 * time.Second, HandshakeIdleTimeout: 2 * time.Second}
+}
+
+// writeMsg writes one length-prefixed message.
+func writeMsg(st *quic.Stream, m *peerwire.Msg) error {
+	return wire.WriteFrame(st, peerwire.Append(nil, m))
+}
+
+func readMsg(st *quic.Stream) (*peerwire.Msg, error) {
+	b, err := wire.ReadFrame(st, peerwire.MaxMessage)
+	if err != nil {
+		return nil, err
+	}
+	return peerwire.Decode(b)
+}
+
+// links holds one authenticated QUIC connection per peer.
+type links struct {
+	s  *Server
+	tr *quic.Transport
+
+	mu    sync.Mutex
+	conns map[string]*quic.Conn // by peer address
+	dials map[string]chan struct{}
+}
+
+func newLinks(s *Server) (*links, error) {
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		return nil, err
+	}
+	return &links{s: s, tr: &quic.Transport{Conn: udp}, conns: map[string]*quic.Conn{}, dials: map[string]chan struct{}{}}, nil
+}
+
+func (l *links) close() {
+	l.mu.Lock()
+	for _, qc := range l.conns {
+		qc.CloseWithError(0, "relay closed")
+	}
+	l.conns = map[string]*quic.Conn{}
+	l.mu.Unlock()
+	_ = l.tr.Close()
+}
+
+// conn returns an authenticated connection to addr, dialing once at a time.
+func (l *links) conn(ctx context.Context, addr string) (*quic.Conn, error) {
+	for {
+		l.mu.Lock()
+		if qc := l.conns[addr]; qc != nil && qc.Context().Err() == nil {
+			l.mu.Unlock()
+			return qc, nil
+		}
+		wait, dialing := l.dials[addr]
+		if !dialing {
+			wait = make(chan struct{})
+			l.dials[addr] = wait
+		}
+		l.mu.Unlock()
+		if dialing {
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		qc, err := l.dial(ctx, addr)
+		l.mu.Lock()
+		delete(l.dials, addr)
+		if err == nil {
+			l.conns[addr] = qc
+		}
+		l.mu.Unlock()
+		close(wait)
+		return qc, err
+	}
+}
+
+func (l *links) dial(ctx context.Context, addr string) (*quic.Conn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err)
+	}
+	tc := l.s.cfg.PeerTLS
+	if tc == nil {
+		tc = &tls.Config{InsecureSkipVerify: true} // authenticity comes from the exporter-bound MAC
+	}
+	tc = tc.Clone()
+	tc.NextProtos = []string{peerwire.ALPN}
+	qc, err := l.tr.Dial(ctx, ua, tc, peerQUICConfig())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err)
+	}
+	fail := func(err error) (*quic.Conn, error) {
+		qc.CloseWithError(1, "auth")
+		return nil, err
+	}
+	mac, err := peerMAC(l.s.cfg.PeerSecret, "client", qc)
+	if err != nil {
+		return fail(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, peerAuthTimeout)
+	defer cancel()
+	rep, err := roundTrip(actx, qc, &peerwire.Msg{Type: peerwire.TypeAuth, Node: l.s.cfg.RelayID, MAC: mac})
+	if err != nil {
+		return fail(fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err))
+	}
+	want, err := peerMAC(l.s.cfg.PeerSecret, "server", qc)
+	if err != nil {
+		return fail(err)
+	}
+	if rep.Type != peerwire.TypeAuthOK || !hmac.Equal(rep.MAC, want) {
+		return fail(fmt.Errorf("%w: %s did not prove the cluster secret", ErrPeerAuth, addr))
+	}
+	return qc, nil
+}
+
+// roundTrip sends m on a new stream of qc and reads the reply.
+func roundTrip(ctx context.Context, qc *quic.Conn, m *peerwire.Msg) (*peerwire.Msg, error) {
+	st, err := qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer st.CancelRead(0)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(1); st.CancelWrite(1) })
+	defer stop()
+	if err := writeMsg(st, m); err != nil {
+		return nil, err
+	}
+	_ = st.Close()
+	return readMsg(st)
+}
+
+// call sends a request to the peer at addr and returns its reply.
+func (l *links) call(ctx context.Context, addr string, m *peerwire.Msg) (*peerwire.Msg, error) {
+	qc, err := l.conn(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	m.Node = l.s.cfg.RelayID
+	rep, err := roundTrip(ctx, qc, m)
+	if err != nil {
+		if qc.Context().Err() != nil {
+			l.mu.Lock()
+			if l.conns[addr] == qc {
+				delete(l.conns, addr)
+			}
+			l.mu.Unlock()
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err)
+	}
+	if rep.Type != peerwire.TypeReply {
+		return nil, fmt.Errorf("relay: peer %s answered message type %d", addr, rep.Type)
+	}
+	return rep, nil
+}
+
+// ServePeers accepts relay-to-relay links on udp until the server closes.
+// The caller owns udp.
+func (s *Server) ServePeers(udp net.PacketConn, tlsConf *tls.Config) error {
+	if len(s.cfg.PeerSecret) == 0 {
+		return fmt.Errorf("%w: peer links need PeerSecret", ErrConfig)
+	}
+	tc := tlsConf.Clone()
+	tc.NextProtos = []string{peerwire.ALPN}
+	ln, err := quic.Listen(udp, tc, peerQUICConfig())
+	if err != nil {
+		return fmt.Errorf("relay: peer listener: %w", err)
+	}
+	stop := context.AfterFunc(s.ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		qc, err := ln.Accept(s.ctx)
+		if err != nil {
+			if s.closed.Load() {
+				return ErrClosed
+			}
+			return err
+		}
+		if !s.spawn(func() { s.servePeer(qc) }) {
+			qc.CloseWithError(0, "relay closed")
+			return ErrClosed
+		}
+	}
+}
+
+// servePeer authenticates a peer connection, then answers its requests.
+func (s *Server) servePeer(qc *quic.Conn) {
+	defer qc.CloseWithError(0, "")
+	stop := context.AfterFunc(s.ctx, func() { qc.CloseWithError(0, "relay closed") })
+	defer stop()
+	actx, cancel := context.WithTimeout(s.ctx, peerAuthTimeout)
+	st, err := qc.AcceptStream(actx)
+	cancel()
+	if err != nil {
+		return
+	}
+	_ = st.SetDeadline(time.Now().Add(peerAuthTimeout))
+	m, err := readMsg(st)
+	want, merr := peerMAC(s.cfg.PeerSecret, "client", qc)
+	if err != nil || merr != nil || m.Type != peerwire.TypeAuth || m.Node == "" || !hmac.Equal(m.MAC, want) {
+		s.met.drops.WithLabelValues("peer_auth").Inc()
+		s.log.Warn("peer link refused: authentication failed", "remote", qc.RemoteAddr().String())
+		_ = writeMsg(st, &peerwire.Msg{Type: peerwire.TypeReply, Status: peerwire.StatusDenied})
+		return
+	}
+	node := m.Node
+	mac, err := peerMAC(s.cfg.PeerSecret, "server", qc)
+	if err != nil {
+		return
+	}
+	if err := writeMsg(st, &peerwire.Msg{Type: peerwire.TypeAuthOK, Node: s.cfg.RelayID, MAC: mac}); err != nil {
+		return
+	}
+	_ = st.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		st, err := qc.AcceptStream(s.ctx)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer st.CancelRead(0)
+			_ = st.SetDeadline(time.Now().Add(30 * time.Second))
+			m, err := readMsg(st)
+			var rep *peerwire.Msg
+			if err != nil {
+				rep = &peerwire.Msg{Type: peerwire.TypeReply, Status: peerwire.StatusDenied, Reason: "malformed request"}
+			} else {
+				rep = s.handlePeer(node, m)
+			}
+			rep.Type = peerwire.TypeReply
+			_ = writeMsg(st, rep)
+			_ = st.Close()
+		}()
+	}
+}

@@ -1,0 +1,564 @@
+package relay
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stapes-relay/stapes/relay/peerwire"
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+// Replication and fenced takeover.
+//
+// A session's home relay replicates every commit batch to the session's
+// replica — a live relay of the same region chosen by rendezvous hashing
+// over the session id — and commits locally only after the replica
+// acknowledged; PERSISTED and delivery follow the local commit. So every
+// acknowledged entry is on two relays, and the home never holds an entry
+// the replica lacks (the replica may hold one more batch than the home,
+// when the home died between the two commits: the home fetches it back
+// when it loads the session again).
+//
+// Ownership is an owner record per session (meta "owner/<id>": epoch,
+// home, the home's client URL, the replica): written by the home with its
+// commits and by the replica with every replicated batch. A client that
+// reaches the replica while the home is alive is redirected to the home.
+// When the home does not answer a probe (or the cluster no longer lists
+// it), the replica takes the session over: epoch + 1, owner itself,
+// persisted before the first client is admitted. The epoch fences the old
+// home: the replica — now home — refuses its replication with stale, so
+// the old home can never get another entry PERSISTED or delivered; it
+// closes its connections with stale_epoch and gives the session up.
+
+type owner struct {
+	epoch   uint64
+	home    string
+	url     string // the home's client URL
+	replica string // the home's replica (as the home last chose it)
+}
+
+func ownerMeta(id string) string { return "owner/" + id }
+
+func (o owner) encode() []byte {
+	b := binary.BigEndian.AppendUint64(nil, o.epoch)
+	return append(b, strings.Join([]string{o.home, o.url, o.replica}, "\n")...)
+}
+
+func decodeOwner(b []byte) (owner, bool) {
+	if len(b) < 8 {
+		return owner{}, false
+	}
+	parts := strings.SplitN(string(b[8:]), "\n", 3)
+	for len(parts) < 3 {
+		parts = append(parts, "")
+	}
+	o := owner{epoch: binary.BigEndian.Uint64(b), home: parts[0], url: parts[1], replica: parts[2]}
+	return o, o.epoch > 0 && o.home != ""
+}
+
+func (s *Server) ownerRecord(ctx context.Context, id string) (owner, bool, error) {
+	b, ok, err := s.cfg.Store.Meta(ctx, ownerMeta(id))
+	if err != nil || !ok {
+		return owner{}, false, err
+	}
+	o, ok := decodeOwner(b)
+	return o, ok, nil
+}
+
+// stripes serialise store writes for a session between the peer handlers
+// and takeover (a loaded session's committer is the only other writer,
+// and the handlers refuse to write for a session loaded as home).
+type stripes [64]sync.Mutex
+
+func (st *stripes) of(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &st[h.Sum32()%64]
+}
+
+var (
+	errStale     = errors.New("relay: another relay owns the session with a newer epoch")
+	errNoReplica = errors.New("relay: no replica reachable")
+)
+
+// staleError carries the new owner.
+type staleError struct{ o owner }
+
+func (e *staleError) Error() string { return fmt.Sprintf("%v (epoch %d)", errStale, e.o.epoch) }
+func (e *staleError) Unwrap() error { return errStale }
+
+// replicating reports whether this relay replicates its sessions.
+func (s *Server) replicating() bool { return s.links != nil }
+
+// peerByID finds a live peer.
+func (s *Server) peerByID(id string) (Peer, bool) {
+	if s.cfg.Cluster == nil {
+		return Peer{}, false
+	}
+	for _, p := range s.cfg.Cluster.Peers() {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+// replicaCandidates ranks the live peers of this relay's region by
+// rendezvous hash of the session id (the first is the replica).
+func (s *Server) replicaCandidates(session string, exclude map[string]bool) []Peer {
+	var out []Peer
+	for _, p := range s.cfg.Cluster.Peers() {
+		if p.ID != s.cfg.RelayID && p.Region == s.cfg.Region && p.Addr != "" && !exclude[p.ID] {
+			out = append(out, p)
+		}
+	}
+	score := func(p Peer) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(session))
+		h.Write([]byte{0})
+		h.Write([]byte(p.ID))
+		return h.Sum64()
+	}
+	slices.SortFunc(out, func(a, b Peer) int {
+		sa, sb := score(a), score(b)
+		switch {
+		case sa > sb:
+			return -1
+		case sa < sb:
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// keyOf rebuilds an entry's idempotency key from its frame (for catch-up,
+// which reads entries without their keys).
+func keyOf(frame []byte) string {
+	f, err := wire.Decode(frame, len(frame)+1)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case f.Type == wire.TypeDeliver && f.ClientID != "" && f.Flags&wire.FlagDurable != 0:
+		return idemKey("m/" + f.Sender + "/" + f.ClientID)
+	case f.Type == wire.TypeReceipt && f.Stage.Final():
+		return "f/" + strconv.FormatUint(f.RefSeq, 10)
+	case f.Type == wire.TypeReceipt:
+		return idemKey("a/" + strconv.FormatUint(f.RefSeq, 10) + "/" + f.Sender)
+	}
+	return ""
+}
+
+func toPeerEntries(es []wire.LogEntry) []peerwire.Entry {
+	out := make([]peerwire.Entry, len(es))
+	for i, e := range es {
+		out[i] = peerwire.Entry{Seq: e.Seq, Key: e.Key, Hash: e.Hash, Frame: e.Frame}
+	}
+	return out
+}
+
+func fromPeerEntries(es []peerwire.Entry) []wire.LogEntry {
+	out := make([]wire.LogEntry, len(es))
+	for i, e := range es {
+		out[i] = wire.LogEntry{Seq: e.Seq, Key: e.Key, Hash: e.Hash, Frame: e.Frame}
+	}
+	return out
+}
+
+// readEntries reads committed entries (after, upto] with hashes and keys.
+func (s *Server) readEntries(ctx context.Context, session string, after, upto uint64, limit int) ([]wire.LogEntry, error) {
+	var out []wire.LogEntry
+	err := s.cfg.Store.ReadChain(ctx, session, after, upto, limit, func(seq uint64, hash, frame []byte) error {
+		f := append([]byte(nil), frame...)
+		out = append(out, wire.LogEntry{Seq: seq, Key: keyOf(f), Hash: append([]byte(nil), hash...), Frame: f})
+		return nil
+	})
+	return out, err
+}
+
+// replicate ships a commit batch to the session's replica and returns
+// once it is on the replica's stable storage. degraded: no replica was
+// reachable and the configuration allows committing alone. A
+// *staleError means another relay owns the session now.
+func (s *session) replicate(entries []wire.LogEntry, meta map[string][]byte) (degraded bool, err error) {
+	srv := s.srv
+	tried := map[string]bool{}
+	for range 3 {
+		p, ok := s.replicaPeer(tried)
+		if !ok {
+			break
+		}
+		err := s.replicateTo(p, entries, meta)
+		var st *staleError
+		switch {
+		case err == nil:
+			return false, nil
+		case errors.As(err, &st):
+			return false, err
+		}
+		srv.log.Warn("replication to a peer failed; trying the next", "session", s.id, "peer", p.ID, "err", err)
+		tried[p.ID] = true
+		s.replica = ""
+	}
+	if srv.cfg.RequireReplica {
+		return false, errNoReplica
+	}
+	srv.met.degraded.Inc()
+	return true, nil
+}
+
+// replicaPeer returns the session's replica, choosing one when there is
+// none (or it is no longer live).
+func (s *session) replicaPeer(exclude map[string]bool) (Peer, bool) {
+	if s.replica != "" && !exclude[s.replica] {
+		if p, ok := s.srv.peerByID(s.replica); ok {
+			return p, true
+		}
+	}
+	cands := s.srv.replicaCandidates(s.id, exclude)
+	if len(cands) == 0 {
+		return Peer{}, false
+	}
+	s.replica = cands[0].ID
+	return cands[0], true
+}
+
+func (s *session) replicateTo(p Peer, entries []wire.LogEntry, meta map[string][]byte) error {
+	srv := s.srv
+	m := &peerwire.Msg{Type: peerwire.TypeReplicate, Session: s.id, Tenant: s.tenant, Epoch: s.epoch,
+		Home: srv.cfg.RelayID, URL: srv.cfg.SelfURL, Prev: entries[0].Seq - 1, Entries: toPeerEntries(entries)}
+	for name, blob := range meta {
+		if strings.HasPrefix(name, "owner/") || strings.HasPrefix(name, "session/") {
+			continue // the replica writes its own
+		}
+		m.Meta = append(m.Meta, peerwire.Meta{Name: name, Blob: blob})
+	}
+	for round := 0; round < 64; round++ {
+		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.ReplicaTimeout)
+		rep, err := srv.links.call(ctx, p.Addr, m)
+		cancel()
+		if err != nil {
+			return err
+		}
+		switch rep.Status {
+		case peerwire.StatusOK:
+			return nil
+		case peerwire.StatusStale:
+			return &staleError{owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}}
+		case peerwire.StatusGap:
+			// The replica lacks earlier entries (a new replica): send
+			// them first, then the batch again.
+			if err := s.catchUp(p, rep.Head, m.Prev); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("relay: replica %s refused (status %d): %s", p.ID, rep.Status, rep.Reason)
+		}
+	}
+	return fmt.Errorf("relay: replica %s: catch-up does not converge", p.ID)
+}
+
+// catchUp sends the replica the committed entries (from, upto].
+func (s *session) catchUp(p Peer, from, upto uint64) error {
+	srv := s.srv
+	for from < upto {
+		es, err := srv.readEntries(srv.ctx, s.id, from, upto, 512)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return fmt.Errorf("relay: catch-up of %s: entries after %d unreadable", s.id, from)
+		}
+		m := &peerwire.Msg{Type: peerwire.TypeReplicate, Session: s.id, Tenant: s.tenant, Epoch: s.epoch,
+			Home: srv.cfg.RelayID, URL: srv.cfg.SelfURL, Prev: from, Entries: toPeerEntries(es)}
+		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.ReplicaTimeout)
+		rep, err := srv.links.call(ctx, p.Addr, m)
+		cancel()
+		if err != nil {
+			return err
+		}
+		switch rep.Status {
+		case peerwire.StatusOK:
+			from = es[len(es)-1].Seq
+		case peerwire.StatusStale:
+			return &staleError{owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}}
+		case peerwire.StatusGap:
+			from = rep.Head
+		default:
+			return fmt.Errorf("relay: replica %s refused catch-up (status %d): %s", p.ID, rep.Status, rep.Reason)
+		}
+	}
+	srv.met.catchUps.Inc()
+	return nil
+}
+
+// fenced handles a stale answer: another relay owns the session with a
+// newer epoch. Nothing queued may be acknowledged; the connections learn
+// with stale_epoch (fatal) and reconnect, and the session is dropped from
+// memory with the new owner recorded, so this relay redirects from now on.
+func (s *session) fenced(st *staleError) {
+	srv := s.srv
+	srv.log.Warn("session fenced: another relay took it over", "session", s.id, "epoch", s.epoch, "new_epoch", st.o.epoch, "owner", st.o.home)
+	srv.met.fenced.Inc()
+	lk := srv.stripes.of(s.id)
+	lk.Lock()
+	if err := srv.cfg.Store.Commit(srv.ctx, srv.ownerStoreSession(s.id), nil, map[string][]byte{ownerMeta(s.id): st.o.encode()}); err != nil {
+		srv.log.Warn("recording the new owner failed", "session", s.id, "err", err)
+	}
+	lk.Unlock()
+	s.failWith(fatalf(wire.CodeStaleEpoch, "this relay no longer owns the session; reconnect"), errStale)
+}
+
+// ownerStoreSession names the store "session" under which owner records
+// are committed outside the session's own commits (store commits of one
+// session must not overlap, and the session's committer may be running):
+// one per stripe, whose lock the caller holds.
+func (s *Server) ownerStoreSession(id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return "_owner/" + strconv.Itoa(int(h.Sum32()%64))
+}
+
+// resolve decides, before a connection attaches to a session that is not
+// loaded, who owns it. It returns the epoch to load the session with, or
+// a redirect (the home is alive elsewhere). It may take the session over.
+func (s *Server) resolve(ctx context.Context, id string) (epoch uint64, redirect string, err error) {
+	if s.sessionLoaded(id) {
+		return 0, "", nil
+	}
+	lk := s.stripes.of(id)
+	lk.Lock()
+	defer lk.Unlock()
+	o, ok, err := s.ownerRecord(ctx, id)
+	if err != nil {
+		return 0, "", err
+	}
+	if !ok {
+		return 1, "", nil
+	}
+	if o.home == s.cfg.RelayID {
+		return o.epoch, "", s.reconcile(ctx, id, o)
+	}
+	if !s.replicating() {
+		return o.epoch, "", nil
+	}
+	// This relay is the replica (or a former home): is the home alive?
+	if p, live := s.peerByID(o.home); live {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+		rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
+		cancel()
+		if err == nil && rep.Status == peerwire.StatusOK && rep.Epoch >= o.epoch {
+			if rep.Home == o.home || rep.Home == "" {
+				return 0, firstNonEmpty(o.url, p.URL), nil
+			}
+			if rep.Home != s.cfg.RelayID {
+				return 0, rep.URL, nil
+			}
+		}
+	}
+	// The home is gone: take over.
+	n := owner{epoch: o.epoch + 1, home: s.cfg.RelayID, url: s.cfg.SelfURL}
+	if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): n.encode()}); err != nil {
+		return 0, "", err
+	}
+	s.met.takeovers.Inc()
+	s.log.Warn("took the session over from its home", "session", id, "former_home", o.home, "epoch", n.epoch)
+	return n.epoch, "", nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// reconcile runs when a home loads a session: if its replica holds
+// entries the home lacks (the home died between the replica's commit and
+// its own), they are fetched back; if the replica says another relay took
+// the session over, the owner record is updated (and resolve redirects on
+// the next attempt). Caller holds the session's stripe.
+func (s *Server) reconcile(ctx context.Context, id string, o owner) error {
+	if !s.replicating() || o.replica == "" {
+		return nil
+	}
+	p, ok := s.peerByID(o.replica)
+	if !ok {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+	rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
+	cancel()
+	if err != nil || rep.Status != peerwire.StatusOK {
+		return nil // the replica will say more when the next batch goes out
+	}
+	if rep.Epoch > o.epoch && rep.Home != s.cfg.RelayID {
+		n := owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}
+		if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): n.encode()}); err != nil {
+			return err
+		}
+		return &staleError{n}
+	}
+	head, err := s.cfg.Store.Head(ctx, id)
+	if err != nil {
+		return err
+	}
+	for head < rep.Head {
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
+		f, err := s.links.call(fctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeFetch, Session: id, After: head, Upto: rep.Head})
+		cancel()
+		if err != nil {
+			return err
+		}
+		if f.Status != peerwire.StatusOK || len(f.Entries) == 0 {
+			return fmt.Errorf("relay: fetching entries after %d of %s from the replica: status %d", head, id, f.Status)
+		}
+		if err := s.cfg.Store.Commit(ctx, id, fromPeerEntries(f.Entries), nil); err != nil {
+			return err
+		}
+		head = f.Entries[len(f.Entries)-1].Seq
+		s.met.fetched.Add(float64(len(f.Entries)))
+	}
+	return nil
+}
+
+// handlePeer answers one request of an authenticated peer.
+func (s *Server) handlePeer(node string, m *peerwire.Msg) *peerwire.Msg {
+	ctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
+	defer cancel()
+	fail := func(err error) *peerwire.Msg {
+		s.log.Warn("peer request failed", "peer", node, "type", m.Type, "session", m.Session, "err", err)
+		return &peerwire.Msg{Status: peerwire.StatusError, Reason: "relay storage unavailable"}
+	}
+	if m.Session == "" || len(m.Session) > 128 {
+		return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "no session"}
+	}
+	switch m.Type {
+	case peerwire.TypeProbe:
+		return s.probe(ctx, m.Session, fail)
+	case peerwire.TypeFetch:
+		if m.Upto <= m.After {
+			return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "empty range"}
+		}
+		es, err := s.readEntries(ctx, m.Session, m.After, m.Upto, 512)
+		if err != nil {
+			return fail(err)
+		}
+		return &peerwire.Msg{Status: peerwire.StatusOK, Entries: toPeerEntries(es)}
+	case peerwire.TypeReplicate:
+		if m.Home != node || m.Epoch == 0 || len(m.Entries) == 0 || m.Tenant == "" {
+			return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "bad replicate request"}
+		}
+		return s.acceptReplica(ctx, m, fail)
+	}
+	return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "unknown request"}
+}
+
+func (s *Server) probe(ctx context.Context, id string, fail func(error) *peerwire.Msg) *peerwire.Msg {
+	s.mu.Lock()
+	sess := s.sessions[id]
+	s.mu.Unlock()
+	if sess != nil && !sess.ended.Load() {
+		return &peerwire.Msg{Status: peerwire.StatusOK, Epoch: sess.epoch, Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Head: sess.committedHead()}
+	}
+	o, ok, err := s.ownerRecord(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	head, err := s.cfg.Store.Head(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	if !ok && head == 0 {
+		return &peerwire.Msg{Status: peerwire.StatusUnknown}
+	}
+	return &peerwire.Msg{Status: peerwire.StatusOK, Epoch: o.epoch, Home: o.home, URL: o.url, Head: head}
+}
+
+// acceptReplica stores a replicated batch.
+func (s *Server) acceptReplica(ctx context.Context, m *peerwire.Msg, fail func(error) *peerwire.Msg) *peerwire.Msg {
+	lk := s.stripes.of(m.Session)
+	lk.Lock()
+	defer lk.Unlock()
+	o, ok, err := s.ownerRecord(ctx, m.Session)
+	if err != nil {
+		return fail(err)
+	}
+	s.mu.Lock()
+	sess := s.sessions[m.Session]
+	s.mu.Unlock()
+	if ok && (o.epoch > m.Epoch || (o.epoch == m.Epoch && o.home != m.Home)) {
+		s.met.staleRefused.Inc()
+		return &peerwire.Msg{Status: peerwire.StatusStale, Epoch: o.epoch, Home: o.home, URL: o.url}
+	}
+	if sess != nil {
+		if sess.epoch >= m.Epoch {
+			s.met.staleRefused.Inc()
+			return &peerwire.Msg{Status: peerwire.StatusStale, Epoch: sess.epoch, Home: s.cfg.RelayID, URL: s.cfg.SelfURL}
+		}
+		// This relay was a former home still holding the session: the
+		// newer epoch wins.
+		sess.failWith(fatalf(wire.CodeStaleEpoch, "this relay no longer owns the session; reconnect"), errStale)
+	}
+	head, err := s.cfg.Store.Head(ctx, m.Session)
+	if err != nil {
+		return fail(err)
+	}
+	if m.Prev > head {
+		return &peerwire.Msg{Status: peerwire.StatusGap, Head: head}
+	}
+	entries := fromPeerEntries(m.Entries)
+	for i, e := range entries {
+		if e.Seq != m.Prev+1+uint64(i) {
+			return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "entries not contiguous"}
+		}
+	}
+	// Entries at or below the head: a retry of a batch whose answer was
+	// lost (they must be the same entries), or a divergence.
+	if n := int(min(head-m.Prev, uint64(len(entries)))); n > 0 {
+		have, err := s.readEntries(ctx, m.Session, m.Prev, m.Prev+uint64(n), n)
+		if err != nil {
+			return fail(err)
+		}
+		for i := range have {
+			if string(have[i].Hash) != string(entries[i].Hash) {
+				return &peerwire.Msg{Status: peerwire.StatusAhead, Head: head, Reason: "diverging entries"}
+			}
+		}
+		entries = entries[n:]
+	}
+	meta := map[string][]byte{}
+	for _, md := range m.Meta {
+		if strings.HasPrefix(md.Name, "owner/") || strings.HasPrefix(md.Name, "ended/") {
+			continue
+		}
+		meta[md.Name] = md.Blob
+		if strings.HasPrefix(md.Name, "device/") {
+			s.forgetDevice(md.Name)
+		}
+	}
+	if n := (owner{epoch: m.Epoch, home: m.Home, url: m.URL}); !ok || o.epoch != n.epoch || o.home != n.home || o.url != n.url {
+		meta[ownerMeta(m.Session)] = n.encode()
+	}
+	if _, known, err := s.cfg.Store.Meta(ctx, "session/"+m.Session); err != nil {
+		return fail(err)
+	} else if !known {
+		meta["session/"+m.Session] = []byte(m.Tenant)
+	}
+	if len(entries) > 0 || len(meta) > 0 {
+		if err := s.cfg.Store.Commit(ctx, m.Session, entries, meta); err != nil {
+			return fail(err)
+		}
+		s.met.replicated.Add(float64(len(entries)))
+	}
+	return &peerwire.Msg{Status: peerwire.StatusOK, Head: max(head, m.Prev+uint64(len(m.Entries)))}
+}

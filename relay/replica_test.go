@@ -1,0 +1,157 @@
+package relay_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stapes-relay/stapes/relay"
+	"github.com/stapes-relay/stapes/relay/relaytest"
+	"github.com/stapes-relay/stapes/relay/wire"
+)
+
+var peerSecret = []byte("0123456789abcdef-test-secret")
+
+// pair starts relays a and b in one region, replicating to each other.
+func pair(t *testing.T) (a, b *relaytest.Relay, cl *relaytest.Cluster) {
+	t.Helper()
+	cl = &relaytest.Cluster{}
+	a = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
+	}})
+	b = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-b", "eu", cl, peerSecret
+		c.Auth = a.Keyring
+	}})
+	cl.Set(a.Peer("relay-a", "eu"))
+	cl.Set(b.Peer("relay-b", "eu"))
+	return a, b, cl
+}
+
+// TestReplicatedFailover: every PERSISTED message of a session whose home
+// stops is on the replica; both sides resume there (the replica takes the
+// session over with a higher epoch), a resent SEND is not stored twice,
+// and the former home, back again, redirects instead of serving.
+func TestReplicatedFailover(t *testing.T) {
+	a, b, cl := pair(t)
+	clin := relaytest.Dial(t, a, "ws")
+	w := clin.Hello(a.Token(t, clinician("fo")), false, 0)
+	if w.Epoch != 1 {
+		t.Fatalf("WELCOME epoch %d, want 1", w.Epoch)
+	}
+	pat := relaytest.Dial(t, a, "quic")
+	pat.Hello(a.Token(t, patient("fo")), false, 0)
+	const n = 50
+	for i := range n {
+		clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	}
+	for range n {
+		if p := clin.NextOf(wire.TypePersisted, 5*time.Second); p.Flags&wire.FlagDegraded != 0 {
+			t.Fatalf("PERSISTED %d degraded with a live replica", p.Seq)
+		}
+	}
+	var seen uint64
+	for range 10 { // the patient has read only part of the log
+		d := pat.NextOf(wire.TypeDeliver, 5*time.Second)
+		seen = d.Seq
+	}
+	clin.Close()
+	pat.Close()
+	a.Stop()
+	cl.Remove("relay-a")
+
+	// Both resume on b.
+	pat2 := relaytest.Dial(t, b, "ws")
+	w2 := pat2.Hello(a.Token(t, patient("fo")), true, seen)
+	if w2.Epoch != 2 || w2.HeadSeq != n {
+		t.Fatalf("WELCOME on the replica: epoch %d head %d, want epoch 2 head %d", w2.Epoch, w2.HeadSeq, n)
+	}
+	for want := seen + 1; want <= n; want++ {
+		d := pat2.NextOf(wire.TypeDeliver, 5*time.Second)
+		if d.Seq != want {
+			t.Fatalf("after takeover got seq %d, want %d", d.Seq, want)
+		}
+	}
+	clin2 := relaytest.Dial(t, b, "quic")
+	clin2.Hello(a.Token(t, clinician("fo")), true, 0)
+	// A resend of an already persisted message is answered with its seq.
+	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "m7", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != 8 {
+		t.Fatalf("resent m7 persisted as seq %d, want 8", p.Seq)
+	}
+	// New messages commit on b (degraded: its region has no other relay now).
+	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "new", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("y")})
+	p := clin2.NextOf(wire.TypePersisted, 5*time.Second)
+	if p.Seq != n+1 || p.Flags&wire.FlagDegraded == 0 {
+		t.Fatalf("new message: seq %d flags %d, want seq %d degraded", p.Seq, p.Flags, n+1)
+	}
+	if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != n+1 {
+		t.Fatalf("patient got seq %d, want %d", d.Seq, n+1)
+	}
+
+	// The former home comes back: it is in the cluster again, b replicates
+	// to it (catching it up), and a client that reaches it is redirected.
+	a.Restart(t)
+	cl.Set(a.Peer("relay-a", "eu"))
+	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "after", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("z")})
+	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Flags&wire.FlagDegraded != 0 {
+		t.Fatalf("PERSISTED degraded although relay-a is back as a replica")
+	}
+	old := relaytest.Dial(t, a, "ws")
+	defer old.Close()
+	old.Send(&wire.Frame{Type: wire.TypeHello, Token: a.Token(t, patient("fo")), MinVersion: 1, MaxVersion: 1, Resume: true, LastSeq: n})
+	f, err := old.Next(5 * time.Second)
+	if err != nil || f.Type != wire.TypeGoaway || f.Redirect != b.QUICURL {
+		t.Fatalf("HELLO at the former home: %v %+v, want GOAWAY to %s", err, f, b.QUICURL)
+	}
+}
+
+// TestFormerHomeIsFenced: a home that did not notice it was replaced (the
+// replica took over while the home was unreachable) cannot get another
+// entry persisted or delivered: the replica refuses its replication as
+// stale and the old home closes its connections with stale_epoch.
+func TestFormerHomeIsFenced(t *testing.T) {
+	a, b, cl := pair(t)
+	clin := relaytest.Dial(t, a, "ws")
+	clin.Hello(a.Token(t, clinician("fence")), false, 0)
+	pat := relaytest.Dial(t, a, "ws")
+	pat.Hello(a.Token(t, patient("fence")), false, 0)
+	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c1", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(0, wire.Param{Name: "gain", Value: 10})})
+	clin.NextOf(wire.TypePersisted, 5*time.Second)
+	pat.NextOf(wire.TypeDeliver, 5*time.Second)
+
+	// b loses sight of a (partition) and a client reaches b: b takes over.
+	cl.Remove("relay-a")
+	pb := relaytest.Dial(t, b, "ws")
+	if w := pb.Hello(a.Token(t, patient("fence")), true, 1); w.Epoch != 2 {
+		t.Fatalf("takeover epoch %d, want 2", w.Epoch)
+	}
+	// a still serves its connections; its next command must not go through.
+	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c2", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(1, wire.Param{Name: "gain", Value: 20})})
+	code, closed := clin.ClosedWith(10 * time.Second)
+	if !closed || code != wire.CodeStaleEpoch {
+		t.Fatalf("old home's clinician: closed %v with %v, want stale_epoch", closed, code)
+	}
+	if code, _ := pat.ClosedWith(5 * time.Second); code != wire.CodeStaleEpoch {
+		t.Fatalf("old home's patient: %v, want stale_epoch", code)
+	}
+	// Nothing of c2 exists anywhere.
+	for name, r := range map[string]*relaytest.Relay{"a": a, "b": b} {
+		if h, err := r.Store.Head(t.Context(), "fence"); err != nil || h != 1 {
+			t.Fatalf("relay %s head %d (%v), want 1: the fenced command was stored", name, h, err)
+		}
+	}
+	// The new home goes on from seq 2 with the config head still at 1.
+	cb := relaytest.Dial(t, b, "quic")
+	w := cb.Hello(a.Token(t, clinician("fence")), true, 1)
+	if w.ConfigVersion != 1 {
+		t.Fatalf("config version on the new home %d, want 1", w.ConfigVersion)
+	}
+	cb.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c3", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(1, wire.Param{Name: "gain", Value: 20})})
+	if p := cb.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != 2 {
+		t.Fatalf("new home persisted c3 as %d, want 2", p.Seq)
+	}
+	if d := pb.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != 2 || d.ClientID != "c3" {
+		t.Fatalf("patient on the new home got %+v", d)
+	}
+}
