@@ -37,6 +37,7 @@ type options struct {
 	controlURL     string
 	credFile       string
 	advertise      string
+	turn           *turnOptions
 }
 
 const usageHead = `relayd runs one stapes relay node.
@@ -86,6 +87,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.credFile, "node-credential-file", "", "file with this relay's node credential for controld (with --control-url)")
 	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, localhost for an empty host)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
+	o.turn = turnFlags(fs)
 	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
 		return nil, err
 	}

@@ -91,6 +91,8 @@ func serve(o *options, log *slog.Logger) error {
 	if ctl != nil {
 		cfg.Devices = ctl.dir
 	}
+	turnSrv := &turnHandle{}
+	cfg.OnSessionEnded = turnSrv.EndSession
 	srv, err := relay.New(cfg)
 	if err != nil {
 		return err
@@ -99,6 +101,10 @@ func serve(o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := turnSrv.start(o.turn, tlsConf, o.relayID, reg, log); err != nil {
+		return err
+	}
+	defer turnSrv.Close()
 	relayMap := func() []byte { return nil }
 	if ctl != nil {
 		relayMap = func() []byte { return ctl.dir.RelayMap() }
