@@ -3,8 +3,6 @@ package controlserver
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stapes-relay/stapes/control/controltest"
 	"github.com/stapes-relay/stapes/control/pglocal/pgtest"
 	"github.com/stapes-relay/stapes/control/pgstore"
 	"github.com/stapes-relay/stapes/control/pgstore/password"
@@ -84,49 +83,18 @@ func newServer(t testing.TB, srv *Server) *httptest.Server {
 // (nil for none) and returns the status and body.
 func (e *env) call(method, path, bearer string, body any) (int, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctxT(e.t), method, e.hs.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := e.hs.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, out
+	return e.api().Do(method, path, bearer, body)
 }
 
 // must calls and fails the test unless the status is want; it decodes the
 // answer into out when out is not nil.
 func (e *env) must(want int, method, path, bearer string, body, out any) {
 	e.t.Helper()
-	code, b := e.call(method, path, bearer, body)
-	if code != want {
-		e.t.Fatalf("%s %s = %d %s, want %d", method, path, code, b, want)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			e.t.Fatalf("%s %s: decoding %s: %v", method, path, b, err)
-		}
-	}
+	e.api().Call(want, method, path, bearer, body, out)
+}
+
+func (e *env) api() *controltest.API {
+	return &controltest.API{T: e.t, Base: e.hs.URL, Client: e.hs.Client()}
 }
 
 // op sends an operator request that must create something (201).

@@ -30,10 +30,9 @@ type API struct {
 	Client *http.Client // default http.DefaultClient
 }
 
-// Call sends a request with a bearer token ("" for none) and a JSON body
-// (nil for none), fails the test unless the status is want, and decodes
-// the answer into out when out is not nil.
-func (a *API) Call(want int, method, path, bearer string, body, out any) {
+// Do sends a request with a bearer token ("" for none) and a JSON body
+// (nil for none) and returns the status and the body.
+func (a *API) Do(method, path, bearer string, body any) (int, []byte) {
 	a.T.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -43,7 +42,9 @@ func (a *API) Call(want int, method, path, bearer string, body, out any) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, a.Base+path, rd)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
 	if err != nil {
 		a.T.Fatal(err)
 	}
@@ -66,8 +67,16 @@ func (a *API) Call(want int, method, path, bearer string, body, out any) {
 	if err != nil {
 		a.T.Fatalf("%s %s: %v", method, path, err)
 	}
-	if resp.StatusCode != want {
-		a.T.Fatalf("%s %s = %d %s, want %d", method, path, resp.StatusCode, raw, want)
+	return resp.StatusCode, raw
+}
+
+// Call is Do that fails the test unless the status is want, and decodes
+// the answer into out when out is not nil.
+func (a *API) Call(want int, method, path, bearer string, body, out any) {
+	a.T.Helper()
+	code, raw := a.Do(method, path, bearer, body)
+	if code != want {
+		a.T.Fatalf("%s %s = %d %s, want %d", method, path, code, raw, want)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
