@@ -34,6 +34,7 @@ type Meta struct {
 	Protocol uint32 // wire protocol version the relay speaks
 	Load     uint32 // open client connections
 	Capacity uint32 // client connections the relay takes (0: unstated)
+	Peer     string // relay-to-relay link address (host:port, UDP), empty if none
 	Draining bool   // the relay admits no new sessions
 	// Leaving is set by Cluster.Leave, whatever UpdateMeta says: a member
 	// that disappears after announcing it is reported as EventLeave, one
@@ -47,6 +48,7 @@ type Meta struct {
 //	version byte (1) | flags byte (bit 0: draining, bit 1: leaving) |
 //	uvarint protocol | uvarint load | uvarint capacity |
 //	6 × (uvarint length, bytes): id, region, ws, quic, turn, software
+//	[uvarint length, bytes: peer — only when set]
 //
 // It returns a [*MetaSizeError] when the result exceeds [MaxMetaSize].
 func (m Meta) MarshalBinary() ([]byte, error) {
@@ -68,6 +70,11 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	for _, s := range m.strings() {
 		b = binary.AppendUvarint(b, uint64(len(*s)))
 		b = append(b, *s...)
+	}
+	// Appended later in version 1 (older decoders ignore it), only when set.
+	if m.Peer != "" {
+		b = binary.AppendUvarint(b, uint64(len(m.Peer)))
+		b = append(b, m.Peer...)
 	}
 	if len(b) > MaxMetaSize {
 		return nil, &MetaSizeError{Size: len(b)}
@@ -100,7 +107,13 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 		*p = uint32(v)
 		b = b[n:]
 	}
-	for _, s := range out.strings() {
+	strs := out.strings()
+	fields := strs[:]
+	for i := 0; i < len(fields) || (i == len(fields) && len(b) > 0); i++ {
+		s := &out.Peer // the optional 7th string
+		if i < len(fields) {
+			s = fields[i]
+		}
 		l, n := binary.Uvarint(b)
 		if n <= 0 || l > uint64(len(b)-n) {
 			return fmt.Errorf("%w: bad string", ErrMetaFormat)

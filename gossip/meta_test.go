@@ -93,13 +93,16 @@ func TestMetaDecodeErrors(t *testing.T) {
 func TestMetaForwardCompatible(t *testing.T) {
 	b, _ := fullMeta().MarshalBinary()
 	b[1] |= 0x80                                 // a flag from a later revision
-	b = append(b, 0x05, 'h', 'e', 'l', 'l', 'o') // a field from a later revision
+	b = append(b, 0x05, 'h', 'e', 'l', 'l', 'o') // the peer address, added after the first release
+	b = append(b, 0x03, 'n', 'e', 'w')           // a field from a later revision
 	var got Meta
 	if err := got.UnmarshalBinary(b); err != nil {
 		t.Fatalf("unmarshal: %v", err)
 	}
-	if got != fullMeta() {
-		t.Errorf("got %+v, want %+v", got, fullMeta())
+	want := fullMeta()
+	want.Peer = "hello"
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
 
