@@ -15,6 +15,10 @@ import (
 // errConnDone ends a connection's loops after a fatal ERROR was flushed.
 var errConnDone = errors.New("relay: connection done")
 
+// MaxProbes is how many PINGs a connection may send before HELLO (RTT
+// probes, docs/protocol.md §9.2); one more is a protocol error.
+const MaxProbes = 32
+
 // frameWriter writes one encoded frame to the peer.
 type frameWriter func(ctx context.Context, frame []byte) error
 
@@ -29,6 +33,7 @@ type conn struct {
 	started   time.Time
 	lastRead  atomic.Int64  // unix nanos of the last frame read
 	nonce     atomic.Uint64 // last PING nonce
+	probes    atomic.Int32  // PINGs answered before HELLO
 
 	out   [wire.NumClasses]*lane
 	kicks [wire.NumClasses]chan struct{} // wake the writer of each class (writeLoop)
@@ -295,6 +300,12 @@ func (c *conn) handleFrame(ctx context.Context, b []byte) error {
 	}
 	c.srv.met.frameIn(c.transport, f.Type, len(b))
 	if !c.admitted.Load() {
+		if f.Type == wire.TypePing && c.probes.Add(1) <= MaxProbes {
+			// A probe: clients measure the RTT to candidate relays before
+			// they hold a token (§9.2). The HELLO timeout still applies.
+			c.control(wire.Encode(&wire.Frame{Type: wire.TypePong, Nonce: f.Nonce}))
+			return nil
+		}
 		if f.Type != wire.TypeHello {
 			c.fail(fatalf(wire.CodeProtocol, "%v before HELLO", f.Type))
 			return nil
