@@ -16,7 +16,7 @@ import (
 var errConnDone = errors.New("relay: connection done")
 
 // MaxProbes is how many PINGs a connection may send before HELLO (RTT
-// probes, docs/protocol.md §9.2); one more is a protocol error.
+// probes, docs/protocol.md §9.4); one more is a protocol error.
 const MaxProbes = 32
 
 // frameWriter writes one encoded frame to the peer.
@@ -302,8 +302,14 @@ func (c *conn) handleFrame(ctx context.Context, b []byte) error {
 	if !c.admitted.Load() {
 		if f.Type == wire.TypePing && c.probes.Add(1) <= MaxProbes {
 			// A probe: clients measure the RTT to candidate relays before
-			// they hold a token (§9.2). The HELLO timeout still applies.
-			c.control(wire.Encode(&wire.Frame{Type: wire.TypePong, Nonce: f.Nonce}))
+			// they hold a token (§9.4). The HELLO timeout still applies. A
+			// draining relay is no candidate: it says GOAWAY instead.
+			pong := &wire.Frame{Type: wire.TypePong, Nonce: f.Nonce}
+			if s := c.srv; s.draining.Load() {
+				pong = &wire.Frame{Type: wire.TypeGoaway, Code: wire.CodeDraining, Redirect: s.cfg.DrainRedirect,
+					AfterMillis: uint64(s.cfg.DrainGrace.Milliseconds())}
+			}
+			c.control(wire.Encode(pong))
 			return nil
 		}
 		if f.Type != wire.TypeHello {

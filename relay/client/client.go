@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -60,7 +59,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		dialer:     dialer{tls: cfg.TLS, http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS}}},
+		dialer:     newDialer(cfg.TLS, cfg.DialContext, cfg.ListenPacket),
 		bo:         newBackoff(cfg.BackoffMin, cfg.BackoffMax),
 		ctx:        ctx,
 		cancel:     cancel,

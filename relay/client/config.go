@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"time"
 )
@@ -37,6 +38,16 @@ type Config struct {
 	// TLS configures wss:// and quic:// connections. It is cloned; QUIC sets
 	// NextProtos to "stapes/1". Default: system roots.
 	TLS *tls.Config
+
+	// DialContext, when set, opens the TCP connections of ws:// and wss://
+	// (through a proxy, from a chosen interface or network namespace).
+	// Default: a net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// ListenPacket, when set, opens the UDP socket of each quic://
+	// connection; the client closes it with the connection. Default: a new
+	// socket per connection.
+	ListenPacket func(ctx context.Context) (net.PacketConn, error)
 
 	// Logger receives connection-level logs (ids and codes only, never
 	// payloads or tokens). Default: discard.

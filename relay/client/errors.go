@@ -29,6 +29,11 @@ var (
 	ErrStaleEpoch      = errors.New("client: relay holds an older session epoch")
 	ErrSessionMismatch = errors.New("client: relay welcomed another session")
 	ErrGoaway          = errors.New("client: relay sent GOAWAY")
+	// ErrProbeUnsupported: the relay refused a PING before HELLO (an older
+	// protocol revision); Probe cannot measure it.
+	ErrProbeUnsupported = errors.New("client: relay does not answer RTT probes")
+	// ErrNoCandidate: a Selector was given no candidate it could measure.
+	ErrNoCandidate = errors.New("client: no relay could be measured")
 )
 
 // Error is an ERROR frame received from the relay. ClientID is set when the

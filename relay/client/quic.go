@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 // A failure of any stream ends the connection.
 type quicTransport struct {
 	conn    *quic.Conn
+	udp     *quic.Transport               // nil unless Config.ListenPacket gave the socket
 	streams [wire.NumClasses]*quic.Stream // [0] from dial, the rest from established
 
 	in      chan []byte   // frames from the pumps
@@ -46,16 +48,41 @@ func dialQUIC(ctx context.Context, d *dialer, addr string) (*quicTransport, erro
 		tc = d.tls.Clone()
 	}
 	tc.NextProtos = []string{Subprotocol}
-	conn, err := quic.DialAddr(ctx, addr, tc, &quic.Config{})
+	conn, udp, err := quicDial(ctx, d, addr, tc)
 	if err != nil {
 		return nil, fmt.Errorf("client: quic dial: %w", err)
 	}
-	t := &quicTransport{conn: conn, in: make(chan []byte), done: make(chan struct{}), ended: make(chan struct{})}
+	t := &quicTransport{conn: conn, udp: udp, in: make(chan []byte), done: make(chan struct{}), ended: make(chan struct{})}
 	if err := t.open(ctx, wire.ClassControl, readLimit(0)); err != nil {
 		t.close()
 		return nil, err
 	}
 	return t, nil
+}
+
+// quicDial connects to addr, on a socket of d.listenPacket's when it is
+// set (the returned transport then owns that socket).
+func quicDial(ctx context.Context, d *dialer, addr string, tc *tls.Config) (*quic.Conn, *quic.Transport, error) {
+	if d.listenPacket == nil {
+		conn, err := quic.DialAddr(ctx, addr, tc, &quic.Config{})
+		return conn, nil, err
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := d.listenPacket(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &quic.Transport{Conn: pc}
+	conn, err := tr.Dial(ctx, ua, tc, &quic.Config{})
+	if err != nil {
+		tr.Close()
+		pc.Close()
+		return nil, nil, err
+	}
+	return conn, tr, nil
 }
 
 // open opens the stream of class, writes its class byte and starts its pump.
@@ -145,6 +172,10 @@ func (t *quicTransport) close() {
 		t.fail(errQUICClosed) // before done: a pump that sees done finds err set
 		close(t.done)
 		t.pumps.Wait()
+		if t.udp != nil {
+			t.udp.Close()
+			t.udp.Conn.Close()
+		}
 	})
 }
 

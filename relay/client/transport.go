@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/stapes-relay/stapes/relay/wire"
@@ -36,6 +37,17 @@ type transport interface {
 type dialer struct {
 	tls  *tls.Config  // nil: system defaults
 	http *http.Client // for WebSocket handshakes
+	// listenPacket opens the UDP socket of one QUIC connection; nil: a
+	// socket of quic-go's own (quic.DialAddr).
+	listenPacket func(ctx context.Context) (net.PacketConn, error)
+}
+
+// newDialer builds a dialer. dialContext (nil: net.Dialer) opens the TCP
+// connections of WebSocket handshakes.
+func newDialer(tc *tls.Config, dialContext func(ctx context.Context, network, addr string) (net.Conn, error),
+	listenPacket func(ctx context.Context) (net.PacketConn, error)) dialer {
+	ht := &http.Transport{TLSClientConfig: tc, DialContext: dialContext}
+	return dialer{tls: tc, http: &http.Client{Transport: ht}, listenPacket: listenPacket}
 }
 
 // dialFunc opens a transport to rawURL (already validated by parseURL).
