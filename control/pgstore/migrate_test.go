@@ -13,7 +13,7 @@ import (
 var wantTables = []string{
 	"audit_log", "care_relationships", "clinicians", "device_configs", "device_telemetry",
 	"devices", "feature_flags", "fitting_sessions", "messages", "model_limits", "nodes",
-	"patients", "push_registrations", "receipts", "scheduled_jobs", "session_events", "signing_keys", "tenants",
+	"patients", "push_registrations", "receipts", "relay_rtts", "scheduled_jobs", "session_events", "signing_keys", "tenants",
 }
 
 func TestMigrate(t *testing.T) {
