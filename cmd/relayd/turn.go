@@ -32,7 +32,7 @@ type turnOptions struct {
 	maxAllocs           int
 	perSession, perUser int
 	bandwidth           int64
-	unauthRate          float64
+	unauthRate, perIP   float64
 }
 
 // turnFlags registers the --turn-* flags on fs.
@@ -53,6 +53,7 @@ func turnFlags(fs *flag.FlagSet) *turnOptions {
 	fs.IntVar(&t.perUser, "turn-allocations-per-user", turn.DefaultMaxAllocationsPerUser, "most live allocations per TURN credential")
 	fs.Int64Var(&t.bandwidth, "turn-bandwidth", turn.DefaultBandwidth, "bandwidth cap per allocation and direction, bytes/s (negative: none)")
 	fs.Float64Var(&t.unauthRate, "turn-unauth-rate", turn.DefaultUnauthRate, "unauthenticated TURN requests per second, whole relay")
+	fs.Float64Var(&t.perIP, "turn-unauth-rate-per-ip", turn.DefaultUnauthRatePerIP, "unauthenticated TURN requests per second per source address")
 	return t
 }
 
@@ -106,6 +107,7 @@ func startTURN(t *turnOptions, tlsConf *tls.Config, relayID string, reg promethe
 		MaxAllocationsPerUser:    t.perUser,
 		Bandwidth:                t.bandwidth,
 		UnauthRate:               t.unauthRate,
+		UnauthRatePerIP:          t.perIP,
 		Logger:                   log,
 		Registerer:               reg,
 		Labels:                   prometheus.Labels{"relay": relayID},
@@ -174,7 +176,7 @@ func startTURN(t *turnOptions, tlsConf *tls.Config, relayID string, reg promethe
 	if srv, err = turn.New(cfg); err != nil {
 		return fail(fmt.Errorf("turn: %w", err))
 	}
-	log.Info("turn ready", "listen", t.listen, "tls", t.tlsListen, "udp_sockets", n)
+	log.Info("turn ready", "listen", cfg.PacketConns[0].LocalAddr().String(), "tls", t.tlsListen, "udp_sockets", n)
 	return srv, func() { srv.Close() }, nil
 }
 
