@@ -78,6 +78,10 @@ type Config struct {
 	// built before reading Postgres again. Default 10s.
 	MapMaxAge time.Duration
 
+	// PlacementMaxAge is how long clients' RTT reports count for placing
+	// sessions (placement.go). Default 24h.
+	PlacementMaxAge time.Duration
+
 	// ClientIP returns the source address a request is rate limited by.
 	// Default: the host of the connection's remote address. Set it behind
 	// a reverse proxy that reports the client (and strips what clients
@@ -144,6 +148,9 @@ func (c *Config) EnsureDefaults() *Config {
 	c.MapPerIP = orDefault(c.MapPerIP, 120)
 	if c.MapMaxAge <= 0 {
 		c.MapMaxAge = 10 * time.Second
+	}
+	if c.PlacementMaxAge <= 0 {
+		c.PlacementMaxAge = 24 * time.Hour
 	}
 	if c.ClientIP == nil {
 		c.ClientIP = remoteHost

@@ -50,7 +50,7 @@ func (s *Server) asPatient(h func(http.ResponseWriter, *http.Request, *patientAu
 			s.log.ErrorContext(r.Context(), "loading signing keys failed", "err", err)
 			return unavailable
 		case c.Role != token.RolePatient:
-			return forbidden("not_patient", "push registrations take a patient's session token")
+			return forbidden("not_patient", "this endpoint takes a patient's session token")
 		}
 		x, err := s.st.Session(r.Context(), c.Tenant, c.Session)
 		switch {

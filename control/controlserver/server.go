@@ -203,6 +203,7 @@ func (s *Server) routeAll() {
 	s.handle("GET /v1/push/registrations", s.asPatient(s.listPush))
 	s.handle("PUT /v1/push/registrations/{installation}", s.asPatient(s.putPush))
 	s.handle("DELETE /v1/push/registrations/{installation}", s.asPatient(s.deletePush))
+	s.handle("PUT /v1/placement/rtts", s.asPatient(s.putPatientRTTs))
 
 	s.handle("GET /v1/operator/tenants", s.asOperator(s.listTenants))
 	s.handle("POST /v1/operator/tenants", s.asOperator(s.createTenant))

@@ -51,6 +51,8 @@ type sessionRequest struct {
 	DeviceSerial string `json:"device_serial,omitempty"`
 	Mode         string `json:"mode,omitempty"`   // "advanced" (default) or "standard"
 	Region       string `json:"region,omitempty"` // preferred relay region
+	// RTTs the clinician measured: relay id → ms (placement.go).
+	RTTs map[string]float64 `json:"rtts,omitempty"`
 }
 
 type relayView struct {
@@ -69,6 +71,8 @@ type sessionAnswer struct {
 	KeyID          string      `json:"kid"`
 	ExpiresAt      time.Time   `json:"expires_at"`
 	Device         *deviceView `json:"device,omitempty"`
+	// Placement says how the relay was chosen (new sessions only).
+	Placement *placementView `json:"placement,omitempty"`
 }
 
 // createSession creates a fitting session for a patient in the
@@ -81,6 +85,9 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinic
 		return err
 	}
 	if err := required("patient_id", req.PatientID); err != nil {
+		return err
+	}
+	if err := checkRTTs(req.RTTs); err != nil {
 		return err
 	}
 	switch req.Mode {
@@ -112,7 +119,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinic
 	if err != nil {
 		return err
 	}
-	node, err := s.pickRelay(ctx, tenant, req.Region)
+	node, placed, err := s.placeSession(ctx, tenant, clinician, req.PatientID, req.Region, req.RTTs)
 	if err != nil {
 		return s.relayError(r, err)
 	}
@@ -135,9 +142,10 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request, a *clinic
 	if err != nil {
 		return err
 	}
+	ans.Placement = &placed
 	s.m.sessions.Inc()
 	s.log.InfoContext(ctx, "session created", "tenant", tenant, "session", x.ID, "clinician", clinician,
-		"patient", req.PatientID, "relay", node.ID, "kid", signer.KeyID(), "request_id", requestID(ctx))
+		"patient", req.PatientID, "relay", node.ID, "placed_by", placed.By, "kid", signer.KeyID(), "request_id", requestID(ctx))
 	writeJSON(w, http.StatusCreated, ans)
 	return nil
 }
@@ -221,36 +229,15 @@ const nominalCapacity = 1000
 
 // pickRelay returns the least-loaded live relay the tenant may use — a
 // heartbeat within RelayLiveness, not draining, below its capacity, with
-// a WebSocket address — preferring region when one is named. Load is
-// load/capacity. (Placement by the clinician↔patient path comes later.)
+// a WebSocket address — in region if one is live there. Load is
+// load/capacity. New sessions are placed by placeSession instead.
 func (s *Server) pickRelay(ctx context.Context, tenant, region string) (pgstore.Node, error) {
 	nodes, err := s.st.Nodes(ctx, tenant)
 	if err != nil {
 		return pgstore.Node{}, err
 	}
-	now := s.cfg.Now()
-	var best *pgstore.Node
-	var bestScore float64
-	bestInRegion := false
-	for i := range nodes {
-		n := &nodes[i]
-		if !s.live(n, now) || n.Addresses["ws"] == "" || (n.Capacity > 0 && n.Load >= n.Capacity) {
-			continue
-		}
-		capacity := n.Capacity
-		if capacity == 0 {
-			capacity = nominalCapacity
-		}
-		score := float64(n.Load) / float64(capacity)
-		inRegion := region != "" && n.Region == region
-		if best == nil || (inRegion && !bestInRegion) || (inRegion == bestInRegion && score < bestScore) {
-			best, bestScore, bestInRegion = n, score, inRegion
-		}
-	}
-	if best == nil {
-		return pgstore.Node{}, ErrNoRelay
-	}
-	return *best, nil
+	n, _, err := place(s.eligible(nodes, region, s.cfg.Now()), nil, nil)
+	return n, err
 }
 
 // live reports whether n heartbeated recently and is not draining.
