@@ -21,10 +21,11 @@ func init() {
 	register(verb{
 		name:    "sim",
 		summary: "simulate a patient (phone app + hearing aid) or a clinician sending config changes",
-		usage:   "patient|clinician --url URL[,URL] (--token-file F | --key F --session SID ...) [flags]",
+		usage:   "patient|clinician (--url URL[,URL] | --relay-map URL) (--token-file F | --key F --session SID ...) [flags]",
 		flags: func(fs *flag.FlagSet) runFunc {
 			s := &simCmd{}
 			s.conn.define(fs)
+			s.probe.define(fs)
 			fs.DurationVar(&s.patient.bleDelay, "ble-delay", 40*time.Millisecond, "patient: simulated BLE write time per config command (read-back takes a quarter of it)")
 			fs.Float64Var(&s.patient.rejectRate, "reject-rate", 0, "patient: share of commands the hearing aid refuses (0..1)")
 			fs.Uint64Var(&s.patient.version, "aid-version", 0, "patient: config version the simulated hearing aid starts at")
@@ -50,6 +51,7 @@ type connFlags struct {
 	model    string
 	cert     string
 	insecure bool
+	fromMap  bool // the URLs come from --relay-map (sim_probe.go)
 }
 
 func (c *connFlags) define(fs *flag.FlagSet) {
@@ -67,10 +69,13 @@ func (c *connFlags) define(fs *flag.FlagSet) {
 
 // tlsOnly builds a client config with the URLs and TLS settings only.
 func (c *connFlags) tlsOnly() (client.Config, error) {
-	if c.urls == "" {
+	if c.urls == "" && !c.fromMap {
 		return client.Config{}, usagef("--url is required")
 	}
-	cfg := client.Config{URLs: strings.Split(c.urls, ",")}
+	var cfg client.Config
+	if c.urls != "" {
+		cfg.URLs = strings.Split(c.urls, ",")
+	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: c.insecure}
 	if c.cert != "" {
 		pemBytes, err := os.ReadFile(c.cert)
@@ -129,6 +134,7 @@ func (c *connFlags) clientConfig(role string) (client.Config, error) {
 
 type simCmd struct {
 	conn    connFlags
+	probe   probeFlags
 	patient patientSim
 	clin    clinicianSim
 }
@@ -138,11 +144,27 @@ func (s *simCmd) run(ctx context.Context, e *env) error {
 		return usagef("say which side to simulate: stapes sim patient|clinician [flags]")
 	}
 	role := e.args[0]
+	if s.conn.urls != "" && s.probe.relayMap != "" {
+		return usagef("give --url or --relay-map, not both")
+	}
+	if s.probe.report && (role != "patient" || s.probe.relayMap == "") {
+		return usagef("--report-rtts is for the patient sim with --relay-map")
+	}
+	s.conn.fromMap = s.probe.relayMap != ""
 	cfg, err := s.conn.clientConfig(role)
 	if err != nil {
 		return err
 	}
 	out := &lineWriter{w: e.stdout, prefix: ""}
+	ms, err := s.probe.choose(ctx, &cfg, out)
+	if err != nil {
+		return err
+	}
+	if s.probe.report {
+		if err := s.probe.reportRTTs(ctx, cfg, ms, out); err != nil {
+			out.printf("warning: %v", err)
+		}
+	}
 	if role == "patient" {
 		if s.patient.rejectRate < 0 || s.patient.rejectRate > 1 {
 			return usagef("--reject-rate must be between 0 and 1")
