@@ -80,19 +80,19 @@ type Config struct {
 	// Default: Local 200ms, LAN 500ms, WAN 5s.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long a probe waits for an ack before indirect
-	// probes. Default: Local 100ms, LAN 250ms, WAN 3s.
+	// probes. Default: Local 100ms, LAN 300ms, WAN 3s.
 	ProbeTimeout time.Duration
 	// SuspicionMult scales how long a suspect has to refute before it is
 	// declared dead: SuspicionMult × max(1, log10 N) × ProbeInterval at
 	// least, SuspicionMaxTimeoutMult times that at most; it also sets how
 	// many independent suspicions shorten the wait to the least
-	// (SuspicionMult − 2). Default: Local 3, LAN 4, WAN 6.
+	// (SuspicionMult − 2). Default: Local 3, LAN 5, WAN 6.
 	SuspicionMult int
 	// SuspicionMaxTimeoutMult bounds the suspicion timeout (see
 	// SuspicionMult). Default 6.
 	SuspicionMaxTimeoutMult int
 	// GossipInterval is how often a member gossips to GossipNodes others.
-	// Default: Local 50ms, LAN 100ms, WAN 500ms.
+	// Default: Local 50ms, LAN 200ms, WAN 500ms.
 	GossipInterval time.Duration
 	// GossipNodes is how many members each gossip round reaches.
 	// Default: Local 3, LAN 4, WAN 4.
@@ -152,11 +152,12 @@ func LocalConfig() Config {
 
 // LANConfig is for members in one data centre: memberlist's
 // DefaultLANConfig tuned for up to a few hundred relays (README.md has the
-// measurements): probes every 500ms (timeout 250ms) so a crash is
-// declared in about 5s at 100 members, gossip every 100ms to 4 members so
-// a join reaches all in well under a second, each message passed on
-// 3 × log10(N+1) times, push/pull every 15s, settling every 500ms after a
-// Join; dead IDs reclaimable after 30s.
+// reasons and the measurements): probes every 500ms (timeout 300ms) and
+// suspicion for at least 5 × log10(N) probe intervals, so a crash is
+// declared in about 7s at 100 members while a node too busy to answer
+// for a few seconds is not; gossip every 200ms to 4 members; each message
+// passed on 3 × ceil(log10(N+1)) times; push/pull every 15s; settling
+// every 500ms after a Join; dead IDs reclaimable after 30s.
 func LANConfig() Config { return Config{Profile: ProfileLAN} }
 
 // WANConfig is for members across regions: memberlist's DefaultWANConfig,
@@ -216,8 +217,8 @@ func (c *Config) memberlist() (*memberlist.Config, error) {
 	case ProfileLAN:
 		mc = memberlist.DefaultLANConfig()
 		mc.ProbeInterval = 500 * time.Millisecond
-		mc.ProbeTimeout = 250 * time.Millisecond
-		mc.GossipInterval = 100 * time.Millisecond
+		mc.ProbeTimeout = 300 * time.Millisecond
+		mc.SuspicionMult = 5
 		mc.GossipNodes = 4
 		mc.RetransmitMult = 3
 		mc.PushPullInterval = 15 * time.Second

@@ -121,24 +121,33 @@ func leaveNotice(id string) []byte {
 	return append(b, id...)
 }
 
-// userMsg handles a memberlist user message. Called by memberlist; b is
-// reused after we return.
-func (c *Cluster) userMsg(b []byte) {
+// parseLeaveNotice decodes a leave notice, or reports it is none.
+func parseLeaveNotice(b []byte) (string, bool) {
 	if len(b) == 0 || b[0] != msgLeaving {
-		return
+		return "", false
 	}
 	l, n := binary.Uvarint(b[1:])
 	if n <= 0 || l == 0 || l > uint64(len(b)-1-n) || l > MaxMetaSize {
-		return
+		return "", false
 	}
 	id := b[1+n : 1+n+int(l)]
 	if !utf8.Valid(id) {
+		return "", false
+	}
+	return string(id), true
+}
+
+// userMsg handles a memberlist user message. Called by memberlist; b is
+// reused after we return.
+func (c *Cluster) userMsg(b []byte) {
+	id, ok := parseLeaveNotice(b)
+	if !ok {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pruneLeavers()
-	c.leavers[string(id)] = time.Now()
+	c.leavers[id] = time.Now()
 }
 
 // pruneLeavers forgets notices older than memberlist remembers the dead,

@@ -43,19 +43,20 @@ func (m *metrics) register(reg prometheus.Registerer, c *Cluster) error {
 }
 
 var (
-	descMembers = prometheus.NewDesc("stapes_gossip_members", "Members as this node sees them, by state: alive (suspects included), dead and left (until reclaimed).", []string{"state"}, nil)
-	descHealth  = prometheus.NewDesc("stapes_gossip_health_score", "memberlist's local health score (0 is healthy; higher stretches probe intervals).", nil, nil)
-	descSent    = prometheus.NewDesc("stapes_gossip_sent_bytes_total", "Gossip bytes sent, after encryption and compression, without IP/UDP/TCP headers.", []string{"transport"}, nil)
-	descRecv    = prometheus.NewDesc("stapes_gossip_received_bytes_total", "Gossip bytes received, as sent.", []string{"transport"}, nil)
-	descPktSent = prometheus.NewDesc("stapes_gossip_sent_packets_total", "Gossip UDP packets sent.", nil, nil)
-	descPktRecv = prometheus.NewDesc("stapes_gossip_received_packets_total", "Gossip UDP packets received.", nil, nil)
+	descMembers   = prometheus.NewDesc("stapes_gossip_members", "Members as this node sees them, by state: alive (suspects included), dead and left (until reclaimed).", []string{"state"}, nil)
+	descConverged = prometheus.NewDesc("stapes_gossip_converged", "1 when the member list settled after the last join (Cluster.Converged), else 0.", nil, nil)
+	descHealth    = prometheus.NewDesc("stapes_gossip_health_score", "memberlist's local health score (0 is healthy; higher stretches probe intervals).", nil, nil)
+	descSent      = prometheus.NewDesc("stapes_gossip_sent_bytes_total", "Gossip bytes sent, after encryption and compression, without IP/UDP/TCP headers.", []string{"transport"}, nil)
+	descRecv      = prometheus.NewDesc("stapes_gossip_received_bytes_total", "Gossip bytes received, as sent.", []string{"transport"}, nil)
+	descPktSent   = prometheus.NewDesc("stapes_gossip_sent_packets_total", "Gossip UDP packets sent.", nil, nil)
+	descPktRecv   = prometheus.NewDesc("stapes_gossip_received_packets_total", "Gossip UDP packets received.", nil, nil)
 )
 
 // collector reads the numbers the Cluster owns when scraped.
 type collector Cluster
 
 func (*collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMembers, descHealth, descSent, descRecv, descPktSent, descPktRecv} {
+	for _, d := range []*prometheus.Desc{descMembers, descConverged, descHealth, descSent, descRecv, descPktSent, descPktRecv} {
 		ch <- d
 	}
 }
@@ -76,6 +77,11 @@ func (col *collector) Collect(ch chan<- prometheus.Metric) {
 	for s, n := range counts {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(n), s.String())
 	}
+	conv := 0.0
+	if c.Converged() {
+		conv = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descConverged, prometheus.GaugeValue, conv)
 	ch <- prometheus.MustNewConstMetric(descHealth, prometheus.GaugeValue, float64(c.ml.GetHealthScore()))
 	t := c.Traffic()
 	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(t.UDPSent), "udp")

@@ -94,6 +94,9 @@ func TestColdStart(t *testing.T) {
 	if got := metric(t, nodes[5].reg, "stapes_gossip_settle_syncs_total", "", ""); got < 1 {
 		t.Errorf("got %v settling syncs, want ≥ 1", got)
 	}
+	if got := metric(t, nodes[5].reg, "stapes_gossip_converged", "", ""); got != 1 {
+		t.Errorf("got converged gauge %v, want 1", got)
+	}
 	lint(t, nodes[5].reg)
 }
 
@@ -203,4 +206,38 @@ func TestUserMsgMalformed(t *testing.T) {
 	if !ok {
 		t.Errorf("a well-formed notice was not recorded")
 	}
+}
+
+func FuzzUserMsg(f *testing.F) {
+	f.Add(leaveNotice("r1"))
+	f.Add([]byte{msgLeaving, 0})
+	f.Add([]byte{99})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		id, ok := parseLeaveNotice(in)
+		if !ok {
+			return
+		}
+		again, ok := parseLeaveNotice(leaveNotice(id))
+		if !ok || again != id {
+			t.Fatalf("re-encoded notice for %q decodes to %q, %v", id, again, ok)
+		}
+	})
+}
+
+func FuzzDigest(f *testing.F) {
+	var d digest
+	d.add("r1")
+	d.add("r2")
+	f.Add(d.marshal())
+	f.Add([]byte{digestVersion})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var d digest
+		if d.unmarshal(in) != nil {
+			return
+		}
+		var again digest
+		if err := again.unmarshal(d.marshal()); err != nil || again != d {
+			t.Fatalf("round trip of %+v: got %+v, %v", d, again, err)
+		}
+	})
 }
