@@ -33,6 +33,7 @@ type options struct {
 	loginPerIP      int
 	loginPerName    int
 	mapPerIP        int
+	placementMaxAge time.Duration
 }
 
 const usageHead = `controld runs the stapes control plane over Postgres.
@@ -90,6 +91,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.loginPerIP, "login-per-ip", 60, "login attempts one source address may make a minute (negative: unlimited)")
 	fs.IntVar(&o.loginPerName, "login-per-name", 10, "login attempts that may name one e-mail address a minute (negative: unlimited)")
 	fs.IntVar(&o.mapPerIP, "map-per-ip", 120, "GET /v1/map requests one source address may make a minute (negative: unlimited)")
+	fs.DurationVar(&o.placementMaxAge, "placement-max-age", 24*time.Hour, "how long the RTTs clients report count for placing sessions")
 	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
 		return nil, err
 	}
@@ -107,6 +109,9 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	}
 	if o.loginPerIP == 0 || o.loginPerName == 0 || o.mapPerIP == 0 {
 		return nil, errors.New("--login-per-ip, --login-per-name and --map-per-ip must not be 0 (that would refuse every request; negative: unlimited)")
+	}
+	if o.placementMaxAge <= 0 {
+		return nil, errors.New("--placement-max-age must be positive")
 	}
 	if o.maxConns < 1 {
 		return nil, errors.New("--max-db-conns must be at least 1")

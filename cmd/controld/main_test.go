@@ -63,6 +63,7 @@ func TestCommandLine(t *testing.T) {
 		{"half TLS", []string{"--database-url", "postgres://x/y", "--tls-cert", "c.pem"}, 2, "", "--tls-cert and --tls-key go together"},
 		{"bad operator token file", []string{"--database-url", "postgres://x/y", "--secret-file", filepath.Join(t.TempDir(), "s"), "--operator-token-file", "/nonexistent/op"}, 1, "", "reading --operator-token-file"},
 		{"zero rate limit", []string{"--database-url", "postgres://x/y", "--login-per-name", "0"}, 2, "", "must not be 0"},
+		{"zero placement max age", []string{"--database-url", "postgres://x/y", "--placement-max-age", "0s"}, 2, "", "--placement-max-age must be positive"},
 		{"bad DSN", []string{"migrate", "--database-url", "postgres://x:y@:-1/"}, 1, "", "--database-url"},
 	}
 	for _, tt := range tests {

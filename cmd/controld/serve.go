@@ -48,7 +48,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := controlserver.New(controlserver.Config{Store: st, Secret: secret, OperatorToken: opTok, Logger: log,
 		Registerer: reg, SessionTokenTTL: o.sessionTTL, APITokenTTL: o.apiTokenTTL, RelayLiveness: o.relayLiveness,
-		LoginPerIP: o.loginPerIP, LoginPerName: o.loginPerName, MapPerIP: o.mapPerIP})
+		LoginPerIP: o.loginPerIP, LoginPerName: o.loginPerName, MapPerIP: o.mapPerIP, PlacementMaxAge: o.placementMaxAge})
 	if err != nil {
 		return err
 	}
