@@ -57,6 +57,9 @@ func (c *benchCmd) run(ctx context.Context, e *env) error {
 	if len(e.args) > 0 && e.args[0] == "_serve" {
 		return serveBaseline(ctx, e)
 	}
+	if len(e.args) > 0 && e.args[0] == "_gossip-node" {
+		return serveGossipNode(ctx, e)
+	}
 	if err := noArgs(e); err != nil {
 		return err
 	}
@@ -236,4 +239,22 @@ func serveBaseline(ctx context.Context, e *env) error {
 	return baseline.Serve(ctx, e.args[1], tc, func(addr string) {
 		fmt.Fprintf(e.stdout, "listening %s\n", addr)
 	})
+}
+
+// serveGossipNode is the hidden `stapes bench _gossip-node --profile P
+// --id ID --procs N --key HEX`: the gossip scenario's hogged node in its
+// own process. It prints "listening ADDR" (its control address) when
+// ready.
+func serveGossipNode(ctx context.Context, e *env) error {
+	fs := flag.NewFlagSet("_gossip-node", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var spec scenario.GossipNode
+	fs.StringVar(&spec.Profile, "profile", "ours", "ours or bare")
+	fs.StringVar(&spec.ID, "id", "", "node id")
+	fs.IntVar(&spec.Procs, "procs", 1, "GOMAXPROCS")
+	fs.StringVar(&spec.KeyHex, "key", "", "gossip key, hex")
+	if err := fs.Parse(e.args[1:]); err != nil {
+		return usagef("%v", err)
+	}
+	return scenario.ServeGossipNode(ctx, spec, e.stdout)
 }
