@@ -23,7 +23,7 @@ func init() {
 		summary: "simulate a patient (phone app + hearing aid) or a clinician sending config changes",
 		usage:   "patient|clinician (--url URL[,URL] | --relay-map URL) (--token-file F | --key F --session SID ...) [flags]",
 		flags: func(fs *flag.FlagSet) runFunc {
-			s := &simCmd{}
+			s := &simCmd{fs: fs}
 			s.conn.define(fs)
 			s.probe.define(fs)
 			fs.DurationVar(&s.patient.bleDelay, "ble-delay", 40*time.Millisecond, "patient: simulated BLE write time per config command (read-back takes a quarter of it)")
@@ -133,6 +133,7 @@ func (c *connFlags) clientConfig(role string) (client.Config, error) {
 }
 
 type simCmd struct {
+	fs      *flag.FlagSet // to parse flags after the side, as in "sim patient --url …"
 	conn    connFlags
 	probe   probeFlags
 	patient patientSim
@@ -140,6 +141,12 @@ type simCmd struct {
 }
 
 func (s *simCmd) run(ctx context.Context, e *env) error {
+	if len(e.args) > 1 {
+		if err := s.fs.Parse(e.args[1:]); err != nil {
+			return usagef("%v", err)
+		}
+		e.args = append(e.args[:1], s.fs.Args()...)
+	}
 	if len(e.args) != 1 || (e.args[0] != "patient" && e.args[0] != "clinician") {
 		return usagef("say which side to simulate: stapes sim patient|clinician [flags]")
 	}

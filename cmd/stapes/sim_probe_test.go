@@ -95,6 +95,9 @@ func TestSimProbeUsage(t *testing.T) {
 		{"sim", "clinician", "--url", "wss://a/v1/connect", "--relay-map", "http://m/v1/map", "--key", "k", "--session", "s"},
 		{"sim", "clinician", "--relay-map", "http://m/v1/map", "--report-rtts", "--key", "k", "--session", "s"},
 		{"sim", "patient", "--url", "wss://a/v1/connect", "--report-rtts", "--key", "k", "--session", "s"},
+		{"sim", "--report-rtts", "--url", "wss://a/v1/connect", "--key", "k", "--session", "s", "patient"},
+		{"sim", "patient", "--url", "wss://a/v1/connect", "extra"},
+		{"sim", "patient", "--bogus"},
 	}
 	for _, args := range cases {
 		if code, _, stderr := stapes(t, args...); code != 2 {
