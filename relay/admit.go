@@ -62,6 +62,28 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 		return fatalf(wire.CodeForbidden, "token is for another session")
 	}
 	c.claims, c.role = claims, role
+	// Who owns the session is settled first: a takeover or a sync with
+	// the replica may bring newer device state into the store, which the
+	// device load below must see.
+	epoch, redirect, err := s.resolve(ctx, claims.Session, claims.Tenant, f.Epoch, f.LastSeq)
+	var stale *staleError
+	switch {
+	case errors.Is(err, errNotHere):
+		return fatalf(wire.CodeUnavailable, "this relay does not hold the session and none of its peers answered; retry or try another relay")
+	case errors.As(err, &stale):
+		redirect = stale.o.url
+	case err != nil:
+		s.log.Error("resolving the session's owner", "conn", c.id, "session", claims.Session, "err", err)
+		return fatalf(wire.CodeUnavailable, "session state unavailable; retry")
+	}
+	if redirect != "" {
+		e := fatalf(wire.CodeUnavailable, "the session is served by another relay; reconnect there")
+		e.redirect = redirect
+		return e
+	}
+	if stale != nil {
+		return fatalf(wire.CodeStaleEpoch, "this relay's epoch for the session is older than one you have seen; try another relay")
+	}
 	if claims.Device != "" {
 		d, err := s.device(ctx, claims.Tenant, claims.Device)
 		if err != nil {
@@ -72,20 +94,6 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 		if s.cfg.Devices != nil && !s.sessionLoaded(claims.Session) {
 			s.refreshDevice(ctx, d, claims.Tenant, claims.Device)
 		}
-	}
-	epoch, redirect, err := s.resolve(ctx, claims.Session)
-	var stale *staleError
-	switch {
-	case errors.As(err, &stale):
-		redirect = stale.o.url
-	case err != nil:
-		s.log.Error("resolving the session's owner", "conn", c.id, "session", claims.Session, "err", err)
-		return fatalf(wire.CodeUnavailable, "session state unavailable; retry")
-	}
-	if redirect != "" || stale != nil {
-		e := fatalf(wire.CodeUnavailable, "the session is served by another relay; reconnect there")
-		e.redirect = redirect
-		return e
 	}
 	sess, e := s.attach(ctx, c, f, epoch)
 	if e != nil {

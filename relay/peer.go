@@ -98,6 +98,38 @@ type links struct {
 	mu    sync.Mutex
 	conns map[string]*quic.Conn // by peer address
 	dials map[string]chan struct{}
+	down  map[string]downMark // peers that failed recently, by address
+}
+
+// downMark keeps a peer that did not answer out of replica choices for a
+// while (doubling from 0.5 up to 5 s), so a dead replica does not stall every
+// commit batch for ReplicaTimeout.
+type downMark struct {
+	until   time.Time
+	backoff time.Duration
+}
+
+// isDown reports whether addr failed recently.
+func (l *links) isDown(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.down[addr]
+	return ok && time.Now().Before(d.until)
+}
+
+func (l *links) markDown(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.down[addr]
+	d.backoff = min(max(2*d.backoff, 500*time.Millisecond), 5*time.Second)
+	d.until = time.Now().Add(d.backoff)
+	l.down[addr] = d
+}
+
+func (l *links) markUp(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.down, addr)
 }
 
 func newLinks(s *Server) (*links, error) {
@@ -105,7 +137,7 @@ func newLinks(s *Server) (*links, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &links{s: s, tr: &quic.Transport{Conn: udp}, conns: map[string]*quic.Conn{}, dials: map[string]chan struct{}{}}, nil
+	return &links{s: s, tr: &quic.Transport{Conn: udp}, conns: map[string]*quic.Conn{}, dials: map[string]chan struct{}{}, down: map[string]downMark{}}, nil
 }
 
 func (l *links) close() {
@@ -214,20 +246,24 @@ func roundTrip(ctx context.Context, qc *quic.Conn, m *peerwire.Msg) (*peerwire.M
 func (l *links) call(ctx context.Context, addr string, m *peerwire.Msg) (*peerwire.Msg, error) {
 	qc, err := l.conn(ctx, addr)
 	if err != nil {
+		l.markDown(addr)
 		return nil, err
 	}
 	m.Node = l.s.cfg.RelayID
 	rep, err := roundTrip(ctx, qc, m)
 	if err != nil {
-		if qc.Context().Err() != nil {
-			l.mu.Lock()
-			if l.conns[addr] == qc {
-				delete(l.conns, addr)
-			}
-			l.mu.Unlock()
+		l.mu.Lock()
+		if l.conns[addr] == qc {
+			// A request that timed out may be a dead peer whose QUIC
+			// connection has not timed out yet: dial afresh next time.
+			delete(l.conns, addr)
+			qc.CloseWithError(0, "request failed")
 		}
+		l.mu.Unlock()
+		l.markDown(addr)
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err)
 	}
+	l.markUp(addr)
 	if rep.Type != peerwire.TypeReply {
 		return nil, fmt.Errorf("relay: peer %s answered message type %d", addr, rep.Type)
 	}

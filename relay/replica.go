@@ -47,6 +47,43 @@ type owner struct {
 
 func ownerMeta(id string) string { return "owner/" + id }
 
+// newer orders ownership claims: by epoch, then by home id. Two relays
+// that take a session over at once (each from its own stale view) may pick
+// the same epoch; the id breaks the tie, so every relay agrees which claim
+// wins and the loser is fenced.
+func newer(e1 uint64, h1 string, e2 uint64, h2 string) bool {
+	return e1 > e2 || (e1 == e2 && h1 > h2)
+}
+
+// sessionDeviceMeta names the blob holding the key of the session's device
+// state, so a catch-up or sync can send that state along with the log.
+func sessionDeviceMeta(id string) string { return "sessdev/" + id }
+
+// deviceMeta returns the session's device state as peer meta (none if
+// the session has no device).
+func (s *Server) deviceMeta(ctx context.Context, id string) ([]peerwire.Meta, error) {
+	key, ok, err := s.cfg.Store.Meta(ctx, sessionDeviceMeta(id))
+	if err != nil || !ok {
+		return nil, err
+	}
+	blob, ok, err := s.cfg.Store.Meta(ctx, string(key))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []peerwire.Meta{{Name: sessionDeviceMeta(id), Blob: key}, {Name: string(key), Blob: blob}}, nil
+}
+
+// commitMeta applies peer meta to a map (only device state and its key).
+func metaFromPeer(ms []peerwire.Meta) map[string][]byte {
+	out := map[string][]byte{}
+	for _, md := range ms {
+		if strings.HasPrefix(md.Name, "device/") || strings.HasPrefix(md.Name, "sessdev/") {
+			out[md.Name] = md.Blob
+		}
+	}
+	return out
+}
+
 func (o owner) encode() []byte {
 	b := binary.BigEndian.AppendUint64(nil, o.epoch)
 	return append(b, strings.Join([]string{o.home, o.url, o.replica}, "\n")...)
@@ -114,11 +151,20 @@ func (s *Server) peerByID(id string) (Peer, bool) {
 // replicaCandidates ranks the live peers of this relay's region by
 // rendezvous hash of the session id (the first is the replica).
 func (s *Server) replicaCandidates(session string, exclude map[string]bool) []Peer {
-	var out []Peer
+	var out, down []Peer
 	for _, p := range s.cfg.Cluster.Peers() {
 		if p.ID != s.cfg.RelayID && p.Region == s.cfg.Region && p.Addr != "" && !exclude[p.ID] {
-			out = append(out, p)
+			if s.links.isDown(p.Addr) {
+				down = append(down, p)
+			} else {
+				out = append(out, p)
+			}
 		}
+	}
+	if len(out) == 0 && s.cfg.RequireReplica {
+		// Nothing can commit without a replica: try the ones that failed
+		// recently rather than refuse for their whole back-off.
+		out = down
 	}
 	score := func(p Peer) uint64 {
 		h := fnv.New64a()
@@ -220,7 +266,7 @@ func (s *session) replicate(entries []wire.LogEntry, meta map[string][]byte) (de
 // none (or it is no longer live).
 func (s *session) replicaPeer(exclude map[string]bool) (Peer, bool) {
 	if s.replica != "" && !exclude[s.replica] {
-		if p, ok := s.srv.peerByID(s.replica); ok {
+		if p, ok := s.srv.peerByID(s.replica); ok && (!s.srv.links.isDown(p.Addr) || s.srv.cfg.RequireReplica) {
 			return p, true
 		}
 	}
@@ -278,8 +324,12 @@ func (s *session) catchUp(p Peer, from, upto uint64) error {
 		if len(es) == 0 {
 			return fmt.Errorf("relay: catch-up of %s: entries after %d unreadable", s.id, from)
 		}
+		dm, err := srv.deviceMeta(srv.ctx, s.id)
+		if err != nil {
+			return err
+		}
 		m := &peerwire.Msg{Type: peerwire.TypeReplicate, Session: s.id, Tenant: s.tenant, Epoch: s.epoch,
-			Home: srv.cfg.RelayID, URL: srv.cfg.SelfURL, Prev: from, Entries: toPeerEntries(es)}
+			Home: srv.cfg.RelayID, URL: srv.cfg.SelfURL, Prev: from, Entries: toPeerEntries(es), Meta: dm}
 		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.ReplicaTimeout)
 		rep, err := srv.links.call(ctx, p.Addr, m)
 		cancel()
@@ -331,7 +381,10 @@ func (s *Server) ownerStoreSession(id string) string {
 // resolve decides, before a connection attaches to a session that is not
 // loaded, who owns it. It returns the epoch to load the session with, or
 // a redirect (the home is alive elsewhere). It may take the session over.
-func (s *Server) resolve(ctx context.Context, id string) (epoch uint64, redirect string, err error) {
+// seen is the highest epoch the connecting client has seen (HELLO's
+// epoch): above this relay's record, another relay took the session over
+// after the record was written.
+func (s *Server) resolve(ctx context.Context, id, tenant string, seen, lastSeq uint64) (epoch uint64, redirect string, err error) {
 	if s.sessionLoaded(id) {
 		return 0, "", nil
 	}
@@ -343,36 +396,67 @@ func (s *Server) resolve(ctx context.Context, id string) (epoch uint64, redirect
 		return 0, "", err
 	}
 	if !ok {
+		if (seen > 0 || lastSeq > 0) && s.replicating() {
+			// The client has seen this session elsewhere and this relay
+			// knows nothing of it: find who has it.
+			if url := s.locate(ctx, id); url != "" {
+				return 0, url, nil
+			}
+			return 0, "", errNotHere
+		}
 		return 1, "", nil
-	}
-	if o.home == s.cfg.RelayID {
-		return o.epoch, "", s.reconcile(ctx, id, o)
 	}
 	if !s.replicating() {
 		return o.epoch, "", nil
 	}
-	// This relay is the replica (or a former home): is the home alive?
-	if p, live := s.peerByID(o.home); live {
+	if o.home == s.cfg.RelayID && seen <= o.epoch {
+		return o.epoch, "", s.syncReplica(ctx, id, tenant, o, "")
+	}
+	// Another relay is (or was) home: is it alive? Ask the recorded home,
+	// and, when a client has seen a later epoch than our record, also our
+	// recorded replica (it may have taken over).
+	var ask []string
+	if o.home != s.cfg.RelayID {
+		ask = append(ask, o.home)
+	}
+	if seen > o.epoch && o.replica != "" && o.replica != s.cfg.RelayID {
+		ask = append(ask, o.replica)
+	}
+	for _, who := range ask {
+		p, live := s.peerByID(who)
+		if !live {
+			continue
+		}
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 		rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
 		cancel()
-		if err == nil && rep.Status == peerwire.StatusOK && rep.Epoch >= o.epoch {
-			if rep.Home == o.home || rep.Home == "" {
-				return 0, firstNonEmpty(o.url, p.URL), nil
-			}
-			if rep.Home != s.cfg.RelayID {
-				return 0, rep.URL, nil
-			}
+		if err != nil || rep.Status != peerwire.StatusOK || rep.Epoch < max(o.epoch, seen) {
+			continue
+		}
+		switch {
+		case rep.Home == s.cfg.RelayID:
+		case rep.Home == who:
+			// Alive and serving: send the client there.
+			return 0, firstNonEmpty(rep.URL, p.URL), nil
+		case rep.URL != "":
+			return 0, rep.URL, nil
 		}
 	}
-	// The home is gone: take over.
-	n := owner{epoch: o.epoch + 1, home: s.cfg.RelayID, url: s.cfg.SelfURL}
+	if seen > o.epoch && o.home == s.cfg.RelayID && len(ask) == 0 {
+		// Our record is stale and there is nobody to ask: refuse rather
+		// than serve an epoch the client has already seen replaced.
+		return 0, "", &staleError{owner{epoch: seen}}
+	}
+	// The home is gone: take over, above every epoch anyone has seen.
+	n := owner{epoch: max(o.epoch, seen) + 1, home: s.cfg.RelayID, url: s.cfg.SelfURL}
 	if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): n.encode()}); err != nil {
 		return 0, "", err
 	}
 	s.met.takeovers.Inc()
 	s.log.Warn("took the session over from its home", "session", id, "former_home", o.home, "epoch", n.epoch)
-	return n.epoch, "", nil
+	// The former home did not answer: it is not the replica now.
+	n.replica = ""
+	return n.epoch, "", s.syncReplica(ctx, id, tenant, n, o.home)
 }
 
 func firstNonEmpty(a, b string) string {
@@ -382,26 +466,100 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-// reconcile runs when a home loads a session: if its replica holds
-// entries the home lacks (the home died between the replica's commit and
-// its own), they are fetched back; if the replica says another relay took
-// the session over, the owner record is updated (and resolve redirects on
-// the next attempt). Caller holds the session's stripe.
-func (s *Server) reconcile(ctx context.Context, id string, o owner) error {
-	if !s.replicating() || o.replica == "" {
+var errNotHere = errors.New("relay: the session lives on another relay, none of which answered")
+
+// locate asks the live relays of the region about a session this relay
+// does not know and returns the client URL of the relay with the newest
+// record of it: the home, or a replica (which sends the client on to a
+// live home, or takes the session over). "" if none knows it.
+func (s *Server) locate(ctx context.Context, id string) string {
+	type answer struct {
+		p   Peer
+		rep *peerwire.Msg
+	}
+	var peers []Peer
+	for _, p := range s.cfg.Cluster.Peers() {
+		if p.ID != s.cfg.RelayID && p.Region == s.cfg.Region && p.Addr != "" {
+			peers = append(peers, p)
+		}
+	}
+	ch := make(chan answer, len(peers))
+	for _, p := range peers {
+		go func() {
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+			defer cancel()
+			rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
+			if err != nil || rep.Status != peerwire.StatusOK {
+				rep = nil
+			}
+			ch <- answer{p, rep}
+		}()
+	}
+	var best *answer
+	for range peers {
+		a := <-ch
+		if a.rep != nil && (best == nil || a.rep.Epoch > best.rep.Epoch || (a.rep.Epoch == best.rep.Epoch && a.rep.Head > best.rep.Head)) {
+			best = &a
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	// The home itself, or the relay holding the newest log: if that is a
+	// replica, it redirects to a live home or takes the session over.
+	return best.p.URL
+}
+
+// syncReplica runs before a home serves a session it loads (after a
+// restart or a takeover): its replica and it must hold the same log
+// before anything is delivered or acknowledged, and the replica must know
+// the home's epoch (which fences any former home). So: entries the
+// replica has beyond the home's head (the home died between the replica's
+// commit and its own, or the replica was home for a while) are fetched
+// back; entries it lacks are sent; then the owner record is set on it.
+// If the replica says another relay owns the session with a newer epoch,
+// that is returned as a *staleError. Without a reachable replica this is
+// an error only with RequireReplica (else the session runs degraded).
+// Caller holds the session's stripe.
+func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, exclude string) error {
+	if !s.replicating() {
 		return nil
 	}
-	p, ok := s.peerByID(o.replica)
-	if !ok {
-		return nil
+	var cands []Peer
+	if p, ok := s.peerByID(o.replica); ok && o.replica != s.cfg.RelayID && o.replica != exclude {
+		cands = append(cands, p)
+	}
+	for _, p := range s.replicaCandidates(id, map[string]bool{o.replica: true, exclude: true}) {
+		cands = append(cands, p)
+	}
+	var lastErr error = errNoReplica
+	for _, p := range cands {
+		err := s.syncTo(ctx, p, id, tenant, o)
+		var st *staleError
+		if err == nil || errors.As(err, &st) {
+			return err
+		}
+		lastErr = err
+	}
+	if s.cfg.RequireReplica {
+		return lastErr
+	}
+	return nil
+}
+
+func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner) error {
+	call := func(m *peerwire.Msg) (*peerwire.Msg, error) {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
+		defer cancel()
+		return s.links.call(cctx, p.Addr, m)
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 	rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
 	cancel()
-	if err != nil || rep.Status != peerwire.StatusOK {
-		return nil // the replica will say more when the next batch goes out
+	if err != nil {
+		return err
 	}
-	if rep.Epoch > o.epoch && rep.Home != s.cfg.RelayID {
+	if rep.Status == peerwire.StatusOK && newer(rep.Epoch, rep.Home, o.epoch, o.home) && rep.Home != s.cfg.RelayID {
 		n := owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}
 		if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): n.encode()}); err != nil {
 			return err
@@ -412,23 +570,76 @@ func (s *Server) reconcile(ctx context.Context, id string, o owner) error {
 	if err != nil {
 		return err
 	}
-	for head < rep.Head {
-		fctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
-		f, err := s.links.call(fctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeFetch, Session: id, After: head, Upto: rep.Head})
-		cancel()
+	// Fetch back what the replica has beyond our head.
+	for rep.Status == peerwire.StatusOK && head < rep.Head {
+		f, err := call(&peerwire.Msg{Type: peerwire.TypeFetch, Session: id, After: head, Upto: rep.Head})
 		if err != nil {
 			return err
 		}
 		if f.Status != peerwire.StatusOK || len(f.Entries) == 0 {
-			return fmt.Errorf("relay: fetching entries after %d of %s from the replica: status %d", head, id, f.Status)
+			return fmt.Errorf("relay: fetching entries after %d of %s from %s: status %d", head, id, p.ID, f.Status)
 		}
-		if err := s.cfg.Store.Commit(ctx, id, fromPeerEntries(f.Entries), nil); err != nil {
+		meta := metaFromPeer(f.Meta)
+		for name := range meta {
+			if strings.HasPrefix(name, "device/") {
+				s.forgetDevice(name)
+			}
+		}
+		if err := s.cfg.Store.Commit(ctx, id, fromPeerEntries(f.Entries), meta); err != nil {
 			return err
 		}
 		head = f.Entries[len(f.Entries)-1].Seq
 		s.met.fetched.Add(float64(len(f.Entries)))
 	}
+	// Send what it lacks, then our epoch.
+	from := uint64(0)
+	if rep.Status == peerwire.StatusOK {
+		from = rep.Head
+	}
+	for from < head {
+		es, err := s.readEntries(ctx, id, from, head, 512)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return fmt.Errorf("relay: sync of %s: entries after %d unreadable", id, from)
+		}
+		r, err := call(&peerwire.Msg{Type: peerwire.TypeReplicate, Session: id, Tenant: tenant, Epoch: o.epoch,
+			Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Prev: from, Entries: toPeerEntries(es)})
+		if err != nil {
+			return err
+		}
+		if r.Status != peerwire.StatusOK {
+			return replyError(p, r)
+		}
+		from = es[len(es)-1].Seq
+	}
+	dm, err := s.deviceMeta(ctx, id)
+	if err != nil {
+		return err
+	}
+	r, err := call(&peerwire.Msg{Type: peerwire.TypeReplicate, Session: id, Tenant: tenant, Epoch: o.epoch,
+		Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Prev: head, Meta: dm})
+	if err != nil {
+		return err
+	}
+	if r.Status != peerwire.StatusOK {
+		return replyError(p, r)
+	}
+	if o.replica != p.ID {
+		o.replica = p.ID
+		if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): o.encode()}); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func replyError(p Peer, r *peerwire.Msg) error {
+	if r.Status == peerwire.StatusStale {
+		return &staleError{owner{epoch: r.Epoch, home: r.Home, url: r.URL}}
+	}
+	return fmt.Errorf("relay: replica %s refused (status %d): %s", p.ID, r.Status, r.Reason)
 }
 
 // handlePeer answers one request of an authenticated peer.
@@ -453,9 +664,13 @@ func (s *Server) handlePeer(node string, m *peerwire.Msg) *peerwire.Msg {
 		if err != nil {
 			return fail(err)
 		}
-		return &peerwire.Msg{Status: peerwire.StatusOK, Entries: toPeerEntries(es)}
+		dm, err := s.deviceMeta(ctx, m.Session)
+		if err != nil {
+			return fail(err)
+		}
+		return &peerwire.Msg{Status: peerwire.StatusOK, Entries: toPeerEntries(es), Meta: dm}
 	case peerwire.TypeReplicate:
-		if m.Home != node || m.Epoch == 0 || len(m.Entries) == 0 || m.Tenant == "" {
+		if m.Home != node || m.Epoch == 0 || m.Tenant == "" {
 			return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "bad replicate request"}
 		}
 		return s.acceptReplica(ctx, m, fail)
@@ -496,12 +711,12 @@ func (s *Server) acceptReplica(ctx context.Context, m *peerwire.Msg, fail func(e
 	s.mu.Lock()
 	sess := s.sessions[m.Session]
 	s.mu.Unlock()
-	if ok && (o.epoch > m.Epoch || (o.epoch == m.Epoch && o.home != m.Home)) {
+	if ok && newer(o.epoch, o.home, m.Epoch, m.Home) {
 		s.met.staleRefused.Inc()
 		return &peerwire.Msg{Status: peerwire.StatusStale, Epoch: o.epoch, Home: o.home, URL: o.url}
 	}
 	if sess != nil {
-		if sess.epoch >= m.Epoch {
+		if !newer(m.Epoch, m.Home, sess.epoch, s.cfg.RelayID) {
 			s.met.staleRefused.Inc()
 			return &peerwire.Msg{Status: peerwire.StatusStale, Epoch: sess.epoch, Home: s.cfg.RelayID, URL: s.cfg.SelfURL}
 		}
@@ -515,6 +730,11 @@ func (s *Server) acceptReplica(ctx context.Context, m *peerwire.Msg, fail func(e
 	}
 	if m.Prev > head {
 		return &peerwire.Msg{Status: peerwire.StatusGap, Head: head}
+	}
+	if len(m.Entries) == 0 && head > m.Prev {
+		// A sync from a home that lacks entries this relay has: it must
+		// fetch them first.
+		return &peerwire.Msg{Status: peerwire.StatusAhead, Head: head}
 	}
 	entries := fromPeerEntries(m.Entries)
 	for i, e := range entries {

@@ -51,7 +51,8 @@ type session struct {
 	ended  atomic.Bool // EndSession ended it: refuse new connections
 
 	// Used by the committer only (one at a time per session):
-	replica  string // the peer id replicated to (replica.go)
+	replica     string // the peer id replicated to (replica.go)
+	devRecorded bool   // sessionDeviceMeta written
 	recorded owner  // the owner record last committed here
 
 	mu sync.Mutex // guards the fields below
@@ -124,6 +125,12 @@ func (s *session) commitLoop() {
 			entries[i] = wire.LogEntry{Seq: o.e.seq, Key: o.key, Frame: o.e.frame, Hash: o.hash}
 			if o.devKey != "" {
 				meta[o.devKey] = o.devBlob
+				if !s.devRecorded {
+					// Which device state goes with the session, for
+					// replicas brought up to date later (replica.go).
+					meta[sessionDeviceMeta(s.id)] = []byte(o.devKey)
+					s.devRecorded = true
+				}
 			}
 		}
 		if cfg.Delay > 0 {
@@ -139,6 +146,7 @@ func (s *session) commitLoop() {
 		if s.srv.replicating() {
 			var err error
 			if degraded, err = s.replicate(entries, meta); err != nil {
+				s.forgetDevices(batch)
 				var st *staleError
 				if errors.As(err, &st) {
 					s.fenced(st)
@@ -156,6 +164,7 @@ func (s *session) commitLoop() {
 		s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
 		s.srv.met.commitBatch.Observe(float64(len(batch)))
 		if err != nil {
+			s.forgetDevices(batch)
 			s.fail(err)
 			continue
 		}
@@ -191,6 +200,16 @@ func (s *session) fail(err error) {
 	s.srv.log.Error("session commit failed; closing its connections", "session", s.id, "err", err)
 	s.srv.met.commitErrors.Inc()
 	s.failWith(fatalf(wire.CodeUnavailable, "session storage failed; reconnect and resume"), err)
+}
+
+// forgetDevices drops the cached device state the ops of a batch that
+// was not committed advanced (it is reloaded from the store).
+func (s *session) forgetDevices(batch []*op) {
+	for _, o := range batch {
+		if o.devKey != "" {
+			s.srv.forgetDevice(o.devKey)
+		}
+	}
 }
 
 // degradedReply returns a PERSISTED frame with the degraded flag set.

@@ -38,6 +38,7 @@ type options struct {
 	credFile       string
 	advertise      string
 	turn           *turnOptions
+	mesh           *meshOptions
 }
 
 const usageHead = `relayd runs one stapes relay node.
@@ -88,7 +89,11 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, localhost for an empty host)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
 	o.turn = turnFlags(fs)
+	o.mesh = meshFlags(fs)
 	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
+		return nil, err
+	}
+	if err := o.mesh.validate(); err != nil {
 		return nil, err
 	}
 	if o.keyring == "" && o.controlURL == "" {

@@ -91,6 +91,20 @@ func serve(o *options, log *slog.Logger) error {
 	if ctl != nil {
 		cfg.Devices = ctl.dir
 	}
+	secret, err := readSecret(o.mesh.peerSecretFile)
+	if err != nil {
+		return err
+	}
+	clientAddr := o.advertise
+	if clientAddr == "" {
+		clientAddr = advertised(tcp.Addr().String())
+	}
+	msh, err := startMesh(o.mesh, o.relayID, clientAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer msh.Close()
+	msh.configure(&cfg, secret)
 	turnSrv := &turnHandle{}
 	cfg.OnSessionEnded = turnSrv.EndSession
 	srv, err := relay.New(cfg)
@@ -105,9 +119,17 @@ func serve(o *options, log *slog.Logger) error {
 		return err
 	}
 	defer turnSrv.Close()
-	relayMap := func() []byte { return nil }
+	if err := msh.startWith(srv, tlsConf); err != nil {
+		return err
+	}
+	relayMap := func() []byte { return msh.relayMap() }
 	if ctl != nil {
-		relayMap = func() []byte { return ctl.dir.RelayMap() }
+		relayMap = func() []byte {
+			if m := msh.relayMap(); m != nil {
+				return m
+			}
+			return ctl.dir.RelayMap()
+		}
 	}
 	ops, err := startOps(o.opsAddr, reg, srv, relayMap, log)
 	if err != nil {

@@ -71,6 +71,7 @@ func (c *Client) handshake(ctx context.Context, t transport, url string, tok []b
 		MinVersion: wire.VersionMin, MaxVersion: wire.VersionMax,
 		Caps:    wire.CapResume | wire.CapReceipts,
 		Session: c.cfg.Session, Resume: c.resume, LastSeq: c.lastSeq,
+		Epoch: c.epoch, // the highest seen: a relay with an older one knows it was replaced
 	}
 	c.mu.Unlock()
 	if err := t.write(ctx, wire.ClassControl, wire.Encode(&hello)); err != nil {

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stapes-relay/stapes/gossip"
+	"github.com/stapes-relay/stapes/relay"
+)
+
+// meshOptions are the flags of the relay cluster: region, gossip
+// membership, and relay-to-relay links for replication.
+type meshOptions struct {
+	region         string
+	peerListen     string
+	peerAdvertise  string
+	peerSecretFile string
+	selfURL        string
+	requireReplica bool
+	staticPeers    string
+	gossipListen   string
+	gossipAdv      string
+	gossipSeeds    string
+	gossipKeyFile  string
+	gossipProfile  string
+	gossipName     string
+}
+
+func meshFlags(fs *flag.FlagSet) *meshOptions {
+	m := &meshOptions{}
+	fs.StringVar(&m.region, "region", "default", "region this relay serves (replicas are chosen within it)")
+	fs.StringVar(&m.peerListen, "peer-listen", "", "UDP address for relay-to-relay links (replication); empty: no replication")
+	fs.StringVar(&m.peerAdvertise, "peer-advertise", "", "host:port other relays reach --peer-listen at (default: --peer-listen, localhost for an empty host)")
+	fs.StringVar(&m.peerSecretFile, "peer-secret-file", "", "file with the cluster's relay-to-relay secret (≥ 16 bytes; the same on every relay), required with --peer-listen")
+	fs.StringVar(&m.selfURL, "self-url", "", "URL clients are redirected to for sessions homed here (default quic://ADVERTISE)")
+	fs.BoolVar(&m.requireReplica, "require-replica", false, "refuse durable messages when no replica is reachable instead of acknowledging them degraded")
+	fs.StringVar(&m.staticPeers, "peers", "", "static cluster instead of gossip: comma-separated id@region@peer-host:port@client-url")
+	fs.StringVar(&m.gossipListen, "gossip-listen", "", "address for gossip membership (UDP and TCP); empty: no gossip")
+	fs.StringVar(&m.gossipAdv, "gossip-advertise", "", "host:port other relays reach --gossip-listen at")
+	fs.StringVar(&m.gossipSeeds, "gossip-seeds", "", "comma-separated host:port of relays to join")
+	fs.StringVar(&m.gossipKeyFile, "gossip-key-file", "", "file with the gossip encryption key (hex, 16/24/32 bytes); without it gossip is plaintext (local development only)")
+	fs.StringVar(&m.gossipProfile, "gossip-profile", "lan", "gossip timing: local, lan or wan")
+	fs.StringVar(&m.gossipName, "gossip-cluster", "stapes", "deployment name; gossip from other names is refused")
+	return m
+}
+
+func (m *meshOptions) validate() error {
+	if m.peerListen != "" && m.peerSecretFile == "" {
+		return errors.New("--peer-listen needs --peer-secret-file (the same secret on every relay; create one with 'head -c 32 /dev/urandom | xxd -p > FILE')")
+	}
+	if m.staticPeers != "" && m.gossipListen != "" {
+		return errors.New("--peers and --gossip-listen exclude each other: the cluster is either static or gossiped")
+	}
+	if (m.staticPeers != "" || m.gossipListen != "") && m.peerListen == "" {
+		return errors.New("a cluster (--peers or --gossip-listen) needs --peer-listen for replication")
+	}
+	switch m.gossipProfile {
+	case "local", "lan", "wan":
+	default:
+		return fmt.Errorf("--gossip-profile %q: want local, lan or wan", m.gossipProfile)
+	}
+	if _, err := parsePeers(m.staticPeers); err != nil {
+		return err
+	}
+	return nil
+}
+
+func parsePeers(s string) (relay.StaticCluster, error) {
+	var out relay.StaticCluster
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		f := strings.SplitN(item, "@", 4)
+		if len(f) != 4 || f[0] == "" || f[1] == "" || f[2] == "" {
+			return nil, fmt.Errorf("--peers entry %q: want id@region@peer-host:port@client-url", item)
+		}
+		out = append(out, relay.Peer{ID: f[0], Region: f[1], Addr: f[2], URL: f[3]})
+	}
+	return out, nil
+}
+
+// mesh is the running cluster side of relayd.
+type mesh struct {
+	o        *meshOptions
+	self     string
+	log      *slog.Logger
+	peerUDP  net.PacketConn
+	peerAddr string
+	gossip   *gossip.Cluster
+	static   relay.StaticCluster
+	meta     gossip.Meta
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// startMesh opens the peer listener and joins gossip (when configured).
+func startMesh(o *meshOptions, relayID, clientAddr string, reg prometheus.Registerer, log *slog.Logger) (*mesh, error) {
+	m := &mesh{o: o, self: relayID, log: log.With("component", "mesh")}
+	if o.peerListen == "" {
+		return m, nil
+	}
+	udp, err := net.ListenPacket("udp", o.peerListen)
+	if err != nil {
+		return nil, fmt.Errorf("listening on --peer-listen %s: %w", o.peerListen, err)
+	}
+	m.peerUDP = udp
+	m.peerAddr = o.peerAdvertise
+	if m.peerAddr == "" {
+		m.peerAddr = advertised(udp.LocalAddr().String())
+	}
+	if o.selfURL == "" {
+		o.selfURL = "quic://" + clientAddr
+	}
+	if m.static, err = parsePeers(o.staticPeers); err != nil {
+		udp.Close()
+		return nil, err
+	}
+	if o.gossipListen == "" {
+		return m, nil
+	}
+	cfg := gossip.LANConfig()
+	switch o.gossipProfile {
+	case "local":
+		cfg = gossip.LocalConfig()
+	case "wan":
+		cfg = gossip.WANConfig()
+	}
+	host, port, err := net.SplitHostPort(o.gossipListen)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("--gossip-listen %q: %w", o.gossipListen, err)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	cfg.BindAddr = host
+	fmt.Sscan(port, &cfg.BindPort)
+	if o.gossipAdv != "" {
+		ah, ap, err := net.SplitHostPort(o.gossipAdv)
+		if err != nil {
+			udp.Close()
+			return nil, fmt.Errorf("--gossip-advertise %q: %w", o.gossipAdv, err)
+		}
+		cfg.AdvertiseAddr = ah
+		fmt.Sscan(ap, &cfg.AdvertisePort)
+	} else if host == "0.0.0.0" {
+		cfg.AdvertiseAddr = "127.0.0.1"
+	}
+	cfg.Cluster = o.gossipName
+	if o.gossipKeyFile != "" {
+		raw, err := os.ReadFile(o.gossipKeyFile)
+		if err != nil {
+			udp.Close()
+			return nil, fmt.Errorf("reading --gossip-key-file: %w", err)
+		}
+		key, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+			udp.Close()
+			return nil, errors.New("--gossip-key-file must hold 16, 24 or 32 bytes in hex")
+		}
+		cfg.Keys = [][]byte{key}
+	} else {
+		cfg.Plaintext = true
+		log.Warn("gossip is not encrypted (no --gossip-key-file); use this for local development only")
+	}
+	m.meta = gossip.Meta{ID: relayID, Region: o.region, QUIC: clientAddr, WS: "wss://" + clientAddr + relay.WSPath, Peer: m.peerAddr, Software: "dev", Protocol: 1}
+	cfg.Meta = m.meta
+	cfg.Logger = log
+	cfg.Registerer = reg
+	g, err := gossip.New(cfg)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	m.gossip = g
+	return m, nil
+}
+
+// advertised turns a listen address into one others can reach.
+func advertised(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// configure sets the relay config's cluster fields.
+func (m *mesh) configure(cfg *relay.Config, secret []byte) {
+	cfg.Region = m.o.region
+	if m.peerUDP == nil {
+		return
+	}
+	cfg.PeerSecret = secret
+	cfg.SelfURL = m.o.selfURL
+	cfg.RequireReplica = m.o.requireReplica
+	if m.gossip != nil {
+		cfg.Cluster = m
+	} else {
+		cfg.Cluster = m.static
+	}
+}
+
+// Peers implements relay.Cluster from gossip: the alive members that have
+// a peer address.
+func (m *mesh) Peers() []relay.Peer {
+	var out []relay.Peer
+	for _, mb := range m.gossip.Members() {
+		if mb.State != gossip.StateAlive || mb.MetaErr != nil || mb.Meta.Peer == "" || mb.Meta.Draining {
+			continue
+		}
+		out = append(out, relay.Peer{ID: mb.Meta.ID, Region: mb.Meta.Region, Addr: mb.Meta.Peer, URL: "quic://" + mb.Meta.QUIC})
+	}
+	return out
+}
+
+// startWith serves peer links (with a self-signed certificate when the
+// relay has no TLS: peers authenticate by the secret) and keeps gossip
+// metadata current.
+func (m *mesh) startWith(srv *relay.Server, tlsConf *tls.Config) error {
+	if m.peerUDP != nil && tlsConf == nil {
+		cert, err := relay.SelfSigned("127.0.0.1", "localhost")
+		if err != nil {
+			return err
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	}
+	m.start(srv, tlsConf)
+	return nil
+}
+
+// start serves peer links and keeps gossip metadata current.
+func (m *mesh) start(srv *relay.Server, tlsConf *tls.Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop = cancel
+	if m.peerUDP != nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := srv.ServePeers(m.peerUDP, tlsConf); err != nil && !errors.Is(err, relay.ErrClosed) {
+				m.log.Error("peer listener stopped", "err", err)
+			}
+		}()
+	}
+	if m.gossip == nil {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		seeds := splitList(m.o.gossipSeeds)
+		for backoff := 200 * time.Millisecond; len(seeds) > 0; backoff = min(2*backoff, 10*time.Second) {
+			n, err := m.gossip.Join(ctx, seeds)
+			if n > 0 {
+				m.log.Info("joined the cluster", "contacted", n)
+				break
+			}
+			m.log.Warn("joining the cluster failed; retrying", "seeds", len(seeds), "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			meta := m.meta
+			meta.Load = uint32(srv.Load())
+			meta.Draining = !srv.Ready()
+			if meta != m.meta {
+				m.meta = meta
+				uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if err := m.gossip.UpdateMeta(uctx, meta); err != nil {
+					m.log.Warn("updating gossip metadata failed", "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+}
+
+// relayMap is the live view of the cluster from gossip, as JSON; nil
+// without gossip.
+func (m *mesh) relayMap() []byte {
+	if m.gossip == nil {
+		return nil
+	}
+	type relayView struct {
+		ID       string `json:"id"`
+		Region   string `json:"region"`
+		WSURL    string `json:"ws_url,omitempty"`
+		QUICURL  string `json:"quic_url,omitempty"`
+		TURN     string `json:"turn,omitempty"`
+		Load     uint32 `json:"load"`
+		Draining bool   `json:"draining"`
+		State    string `json:"state"`
+		Self     bool   `json:"self,omitempty"`
+	}
+	var rs []relayView
+	regions := map[string]int{}
+	for _, mb := range m.gossip.Members() {
+		v := relayView{ID: mb.Meta.ID, Region: mb.Meta.Region, WSURL: mb.Meta.WS, TURN: mb.Meta.TURN, Load: mb.Meta.Load,
+			Draining: mb.Meta.Draining, State: mb.State.String(), Self: mb.Local}
+		if mb.Meta.QUIC != "" {
+			v.QUICURL = "quic://" + mb.Meta.QUIC
+		}
+		rs = append(rs, v)
+		if mb.State == gossip.StateAlive {
+			regions[mb.Meta.Region]++
+		}
+	}
+	slices.SortFunc(rs, func(a, b relayView) int { return strings.Compare(a.ID, b.ID) })
+	b, _ := json.Marshal(map[string]any{"source": "gossip", "self": m.self, "regions": regions, "relays": rs})
+	return b
+}
+
+// Close leaves the cluster (so peers see a leave, not a failure) and
+// stops what start started.
+func (m *mesh) Close() {
+	if m.gossip != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := m.gossip.Leave(ctx); err != nil {
+			m.log.Warn("leaving the cluster", "err", err)
+		}
+		cancel()
+	}
+	if m.stop != nil {
+		m.stop()
+	}
+	m.wg.Wait()
+	if m.gossip != nil {
+		m.gossip.Close()
+	}
+	if m.peerUDP != nil {
+		m.peerUDP.Close()
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// readSecret reads the peer secret file.
+func readSecret(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading --peer-secret-file: %w", err)
+	}
+	s := []byte(strings.TrimSpace(string(raw)))
+	if len(s) < 16 {
+		return nil, errors.New("--peer-secret-file must hold at least 16 bytes")
+	}
+	return s, nil
+}
