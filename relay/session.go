@@ -53,7 +53,7 @@ type session struct {
 	// Used by the committer only (one at a time per session):
 	replica     string // the peer id replicated to (replica.go)
 	devRecorded bool   // sessionDeviceMeta written
-	recorded owner  // the owner record last committed here
+	recorded    owner  // the owner record last committed here
 
 	mu sync.Mutex // guards the fields below
 	// dev is the hearing aid of the session, bound by the first token that
