@@ -22,6 +22,7 @@ const (
 	gossipWarm       = time.Second             // hog and metadata updates run this long before the join
 	gossipJoinCap    = 3 * time.Second         // a join seen by all: give up after
 	gossipCrashCap   = 20 * time.Second        // a crash declared by all: give up after
+	gossipLeaveCap   = 5 * time.Second         // a leave: Leave's context, and seen by all
 	gossipMetaPeriod = 10 * time.Second        // every node publishes its load this often
 	gossipColdGoal   = 5 * time.Second         // issue 6
 	gossipHogs       = 1                       // busy threads in the hogged node (GOMAXPROCS 1)
@@ -39,7 +40,7 @@ func init() {
 			"seeds, the joins spread over %v in random order) timed until every node sees all %d; then the hog starts and "+
 			"every node publishes its load in its metadata every %v; a new node joins one seed, timed until every member "+
 			"has its join event; a non-seed node is closed without leaving (a crash), timed until every survivor, the hogged "+
-			"one included, declares it failed. Every failure event about a running node is a false dead. Bandwidth is UDP+TCP "+
+			"one included, declares it failed; then another leaves gracefully (Leave, then Close), timed until every other member reports it left, and counted where one reports it failed. Every failure event about a running node is a false dead. Bandwidth is UDP+TCP "+
 			"bytes counted in the gossip transport (Traffic), sent + received per node, from the hog's start to the crash "+
 			"being declared. Ours: gossip.LANConfig. Baseline in the same repeat: memberlist v0.7.0 DefaultLANConfig "+
 			"unchanged through the same Cluster (gossip.BareLANConfig: no settling).",
@@ -196,15 +197,28 @@ func gossipRepeat(ctx context.Context, e *Env, p gossipProfile) (map[string]floa
 	m["false_dead_hogged"] = float64(who[f.hog.id])
 	m["false_dead_subjects"] = float64(len(who))
 	if fd > 0 {
-		f.log.mu.Lock()
-		fl := f.log.falseLog
-		f.log.mu.Unlock()
-		obs := map[string]int{}
-		for _, x := range fl {
-			obs[x.observer]++
-		}
-		e.Progress.Note("  %s: false dead: %d events, %d subjects, %d observers; first at +%v last at +%v; subjects %v", p.id, fd, len(who), len(obs),
-			fl[0].at.Sub(window).Round(time.Millisecond), fl[len(fl)-1].at.Sub(window).Round(time.Millisecond), who)
+		e.Progress.Note("  %s: %d false dead events about %d members (%v)", p.id, fd, len(who), who)
+	}
+
+	// A graceful leave, after the window: every other member must report
+	// it as a leave, not a failure.
+	leaver := locals[len(locals)/2+1]
+	others := slices.DeleteFunc(slices.Clone(survivors), func(id string) bool { return id == leaver })
+	tl := time.Now()
+	if err := f.leave(ctx, leaver, gossipLeaveCap); err != nil {
+		return m, fmt.Errorf("leave: %w", err)
+	}
+	_ = waitUntil(ctx, gossipLeaveCap, func() bool {
+		_, left := f.log.seenBy(leavesOf, leaver, others, tl)
+		_, failed := f.log.seenBy(failsOf, leaver, others, tl)
+		return left+failed == len(others)
+	})
+	last, n = f.log.seenBy(leavesOf, leaver, others, tl)
+	_, failed := f.log.seenBy(failsOf, leaver, others, tl)
+	m["leave_failed"] = float64(failed)
+	m["leave_missed"] = float64(len(others) - n - failed)
+	if n == len(others) {
+		m["leave_us"] = usOf(last.Sub(tl))
 	}
 	return m, nil
 }
@@ -266,6 +280,8 @@ func gossipChecks(res *bench.ScenarioResult) {
 		bench.Check{Name: "cold starts not converged within 5 s (every run)", Metric: "cold_over_goal", Ours: "ours", Goal: bench.Goal{Op: "==", Unit: "runs"}},
 		bench.Check{Name: "a crash declared failed by all survivors, one node at 100% CPU", Metric: "crash_us", Ours: "ours", Goal: bench.Goal{Op: "<=", Target: 10_000_000, Unit: "µs"}},
 		bench.Check{Name: "false dead events, one node at 100% CPU", Metric: "false_dead", Ours: "ours", Goal: bench.Goal{Op: "==", Unit: "events"}},
+		bench.Check{Name: "a graceful leave reported as a failure (members)", Metric: "leave_failed", Ours: "ours", Goal: bench.Goal{Op: "==", Unit: "members"}},
+		bench.Check{Name: "a graceful leave seen by all", Metric: "leave_us", Ours: "ours"},
 		bench.Check{Name: "gossip bandwidth per node, sent + received (kbit/s)", Metric: "kbit_s", Ours: "ours", Goal: bench.Goal{Op: "<=", Target: gossipKbitGoal, Unit: "kbit/s"}},
 		bench.Check{Name: "join seen by all vs bare memberlist", Metric: "join_us", Ours: "ours", Baseline: "bare"},
 		bench.Check{Name: "cold start vs bare memberlist", Metric: "cold_start_us", Ours: "ours", Baseline: "bare"},

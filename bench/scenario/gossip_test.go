@@ -70,6 +70,14 @@ func TestGossipFleet(t *testing.T) {
 	if n, who := f.log.falseDeads(); n != 0 {
 		t.Errorf("false deads: %d %v", n, who)
 	}
+	leaver, others := all[3], append(all[:3:3], all[5])
+	tl := time.Now()
+	if err := f.leave(ctx, leaver, 10*time.Second); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	if err := waitUntil(ctx, 30*time.Second, func() bool { _, n := f.log.seenBy(leavesOf, leaver, others, tl); return n == len(others) }); err != nil {
+		t.Errorf("leave of %s not seen by all as a leave: %v", leaver, err)
+	}
 	if total, sent := f.kbitSince(map[string]gossip.Traffic{}, survivors, time.Second); !math.IsNaN(total) || !math.IsNaN(sent) {
 		t.Errorf("kbitSince without a first reading: got %v %v, want NaN", total, sent)
 	}

@@ -209,6 +209,22 @@ func (f *gossipFleet) crash(id string) {
 	}
 }
 
+// leave makes an in-process node leave (within d) and close.
+func (f *gossipFleet) leave(ctx context.Context, id string, d time.Duration) error {
+	f.log.markDown(id)
+	f.mu.Lock()
+	c := f.nodes[id]
+	delete(f.nodes, id)
+	f.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("no node %s", id)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return c.Leave(ctx)
+}
+
 // traffic sums the traffic of the given in-process nodes.
 func (f *gossipFleet) traffic(ids []string) (sum gossip.Traffic, n int) {
 	f.mu.Lock()

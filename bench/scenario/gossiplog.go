@@ -26,12 +26,6 @@ type gossipLog struct {
 	falseDead  int
 	falseWho   map[string]int // subject → false failure events
 	countFalse bool
-	falseLog   []falseDead
-}
-
-type falseDead struct {
-	observer, subject string
-	at                time.Time
 }
 
 func newGossipLog(want int) *gossipLog {
@@ -46,9 +40,6 @@ func newGossipLog(want int) *gossipLog {
 func (l *gossipLog) record(observer string, t gossip.EventType, subject string, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t == gossip.EventFailed && l.countFalse && !l.down[subject] {
-		l.falseLog = append(l.falseLog, falseDead{observer, subject, at})
-	}
 	set := l.alive[observer]
 	if set == nil {
 		set = map[string]bool{}
