@@ -100,7 +100,7 @@ type Config struct {
 	// RetransmitMult sets how often each member passes on a membership
 	// message: RetransmitMult × ceil(log10(N+1)) times. It is what gossip
 	// bandwidth grows with (every meta update costs about that many
-	// copies per member). Default: Local 4, LAN 3, WAN 4.
+	// copies per member). Default: Local 2, LAN 3, WAN 4.
 	RetransmitMult int
 	// PushPullInterval is how often a member syncs full state over TCP with
 	// a random other (memberlist stretches it above 32 members: ×3 at 100).
@@ -154,7 +154,7 @@ func LocalConfig() Config {
 // DefaultLANConfig tuned for up to a few hundred relays (README.md has the
 // reasons and the measurements): probes every 500ms (timeout 300ms) and
 // suspicion for at least 5 × log10(N) probe intervals, so a crash is
-// declared in about 7s at 100 members while a node too busy to answer
+// declared in about 6s at 100 members while a node too busy to answer
 // for a few seconds is not; gossip every 200ms to 4 members; each message
 // passed on 3 × ceil(log10(N+1)) times; push/pull every 15s; settling
 // every 500ms after a Join; dead IDs reclaimable after 30s.

@@ -205,9 +205,9 @@ func gossipRepeat(ctx context.Context, e *Env, p gossipProfile) (map[string]floa
 	leaver := locals[len(locals)/2+1]
 	others := slices.DeleteFunc(slices.Clone(survivors), func(id string) bool { return id == leaver })
 	tl := time.Now()
-	if err := f.leave(ctx, leaver, gossipLeaveCap); err != nil {
-		return m, fmt.Errorf("leave: %w", err)
-	}
+	// Leave's error (its broadcast not sent 9 times within the cap, on a
+	// loaded machine) is counted; the leave goes on all the same.
+	m["leave_timeout"] = b2f(f.leave(ctx, leaver, gossipLeaveCap) != nil)
 	_ = waitUntil(ctx, gossipLeaveCap, func() bool {
 		_, left := f.log.seenBy(leavesOf, leaver, others, tl)
 		_, failed := f.log.seenBy(failsOf, leaver, others, tl)
