@@ -108,7 +108,10 @@ type Config struct {
 	PushPullInterval time.Duration
 	// SettleInterval is how often a node syncs full state with a random
 	// member while it settles after a Join, until its member list is
-	// stable (see SettleQuiet). This is what makes a cold start converge
+	// stable (see SettleQuiet); after a sync that brought no news the wait
+	// doubles, up to SettleQuiet, and it is at least 4× the last sync's
+	// duration, so settling never takes more than a fifth of a busy
+	// node's time. This is what makes a cold start converge
 	// in seconds: a node that joined before the others reached the seeds
 	// would otherwise learn of them only from gossip it may miss, then
 	// from the next PushPullInterval. Negative: no settling.

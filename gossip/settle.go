@@ -103,11 +103,16 @@ func (c *Cluster) startSettling() {
 	go c.settleLoop()
 }
 
-// settleLoop syncs with a random member every interval (±25%) until the
-// member list is stable, settling times out, or Close.
+// settleLoop syncs with a random member until the member list is stable,
+// settling times out, or Close. It syncs every SettleInterval (±25%) while
+// syncs bring news, doubles the wait (up to SettleQuiet) after each that
+// brought none, and never spends more than a fifth of its time syncing: on
+// a busy machine a full-state sync gets slow, and settling must not add to
+// the load that slows it.
 func (c *Cluster) settleLoop() {
 	defer c.wg.Done()
-	t := time.NewTimer(jitter(c.settle.interval))
+	wait := c.settle.interval
+	t := time.NewTimer(jitter(wait))
 	defer t.Stop()
 	for {
 		select {
@@ -119,9 +124,20 @@ func (c *Cluster) settleLoop() {
 			return
 		}
 		if peer, ok := c.randomPeer(); ok {
+			start := time.Now()
 			c.syncWith(peer)
+			took := time.Since(start)
+			c.mu.Lock()
+			news := !c.lastChange.Before(start)
+			c.mu.Unlock()
+			if news {
+				wait = c.settle.interval
+			} else {
+				wait = min(2*wait, max(c.settle.quiet, c.settle.interval))
+			}
+			wait = max(wait, 4*took)
 		}
-		t.Reset(jitter(c.settle.interval))
+		t.Reset(jitter(wait))
 	}
 }
 
