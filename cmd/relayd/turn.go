@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -191,27 +188,15 @@ func optIP(s, flagName string) (netip.Addr, error) {
 	return a, nil
 }
 
-// readSecrets reads one secret per line, newest first; blank lines and
-// lines starting with # are skipped.
+// readSecrets reads --turn-secret-file (turn.LoadSecrets: one secret per
+// line, newest first).
 func readSecrets(path string) ([][]byte, error) {
 	if path == "" {
 		return nil, errors.New("--turn-secret-file is required with --turn-listen")
 	}
-	b, err := os.ReadFile(path)
+	out, err := turn.LoadSecrets(path)
 	if err != nil {
 		return nil, fmt.Errorf("--turn-secret-file: %w", err)
-	}
-	var out [][]byte
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		out = append(out, bytes.Clone(line))
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("--turn-secret-file %s: no secret", path)
 	}
 	return out, nil
 }

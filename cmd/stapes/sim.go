@@ -26,11 +26,12 @@ func init() {
 			s := &simCmd{fs: fs}
 			s.conn.define(fs)
 			s.probe.define(fs)
+			s.call.define(fs)
 			fs.DurationVar(&s.patient.bleDelay, "ble-delay", 40*time.Millisecond, "patient: simulated BLE write time per config command (read-back takes a quarter of it)")
 			fs.Float64Var(&s.patient.rejectRate, "reject-rate", 0, "patient: share of commands the hearing aid refuses (0..1)")
 			fs.Uint64Var(&s.patient.version, "aid-version", 0, "patient: config version the simulated hearing aid starts at")
 			fs.DurationVar(&s.patient.telemetry, "telemetry-every", 0, "patient: send a telemetry sample this often (0 = never)")
-			fs.IntVar(&s.clin.commands, "commands", 10, "clinician: config commands to send (0 = until interrupted)")
+			fs.IntVar(&s.clin.commands, "commands", 10, "clinician: config commands to send (0 = until interrupted; with --call: none, the call only)")
 			fs.DurationVar(&s.clin.interval, "interval", 500*time.Millisecond, "clinician: pause between commands")
 			fs.StringVar(&s.clin.param, "param", "gain.l.2k", "clinician: parameter to change")
 			fs.Int64Var(&s.clin.step, "step", 20, "clinician: change per command, in 0.1 dB")
@@ -138,6 +139,7 @@ type simCmd struct {
 	probe   probeFlags
 	patient patientSim
 	clin    clinicianSim
+	call    callFlags
 }
 
 func (s *simCmd) run(ctx context.Context, e *env) error {
@@ -157,6 +159,10 @@ func (s *simCmd) run(ctx context.Context, e *env) error {
 	if s.probe.report && (role != "patient" || s.probe.relayMap == "") {
 		return usagef("--report-rtts is for the patient sim with --relay-map")
 	}
+	if err := s.call.check(); err != nil {
+		return err
+	}
+	s.patient.call, s.clin.call = &s.call, &s.call
 	s.conn.fromMap = s.probe.relayMap != ""
 	cfg, err := s.conn.clientConfig(role)
 	if err != nil {

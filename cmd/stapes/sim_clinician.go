@@ -18,6 +18,7 @@ type clinicianSim struct {
 	interval time.Duration
 	param    string
 	step     int64
+	call     *callFlags // --call: place a WebRTC call alongside the commands
 }
 
 // result counts what happened to the commands.
@@ -30,8 +31,7 @@ func (s *clinicianSim) run(ctx context.Context, cfg client.Config, out *lineWrit
 	return err
 }
 
-func (s *clinicianSim) runCount(ctx context.Context, cfg client.Config, out *lineWriter) (clinResult, error) {
-	var res clinResult
+func (s *clinicianSim) runCount(ctx context.Context, cfg client.Config, out *lineWriter) (res clinResult, err error) {
 	c, err := client.New(cfg)
 	if err != nil {
 		return res, err
@@ -44,6 +44,18 @@ func (s *clinicianSim) runCount(ctx context.Context, cfg client.Config, out *lin
 	w, err := c.WaitConnected(ctx)
 	if err != nil {
 		return res, err
+	}
+	if s.call != nil && s.call.on {
+		callErr := make(chan error, 1)
+		go func() { callErr <- s.call.placeCall(ctx, c, w.Session, out) }()
+		defer func() {
+			if cerr := <-callErr; err == nil && cerr != nil && ctx.Err() == nil {
+				err = cerr
+			}
+		}()
+		if s.commands == 0 { // the call only
+			return res, nil
+		}
 	}
 	base := w.ConfigVersion
 	value := int64(0)

@@ -21,6 +21,8 @@ type patientSim struct {
 	telemetry  time.Duration
 	// ready, if set, is closed once the app is connected.
 	ready chan struct{}
+	call  *callFlags // --call: answer WebRTC calls
+	calls callRouter
 
 	mu      sync.Mutex // guards the hearing aid below
 	version uint64
@@ -46,6 +48,14 @@ func (p *patientSim) run(ctx context.Context, cfg client.Config, out *lineWriter
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); printEvents(c, out) }()
+	if p.call != nil && p.call.on {
+		w, err := c.WaitConnected(ctx)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); p.call.answerCalls(ctx, c, w.Session, &p.calls, out) }()
+	}
 	if p.telemetry > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); p.sendTelemetry(ctx, c) }()
@@ -70,6 +80,9 @@ func (p *patientSim) handle(ctx context.Context, c *client.Client, d client.Deli
 	switch d.Kind {
 	case wire.KindChat:
 		out.printf("chat seq=%d from %s (%d bytes)", d.Seq, d.Sender, len(d.Payload))
+		return
+	case wire.KindSignal:
+		p.calls.handle(d)
 		return
 	case wire.KindConfig:
 	default:
