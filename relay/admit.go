@@ -26,9 +26,6 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 	c.admitMu.Lock()
 	defer c.admitMu.Unlock()
 	s := c.srv
-	if s.draining.Load() {
-		return fatalf(wire.CodeDraining, "relay is draining; connect to another relay")
-	}
 	if len(f.Token) == 0 {
 		return fatalf(wire.CodeUnauthorized, "HELLO has no token")
 	}
@@ -62,6 +59,11 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 		return fatalf(wire.CodeForbidden, "token is for another session")
 	}
 	c.claims, c.role = claims, role
+	if s.draining.Load() {
+		e := fatalf(wire.CodeDraining, "relay is draining; connect to another relay")
+		e.redirect = s.drainTarget(claims.Session)
+		return e
+	}
 	// Who owns the session is settled first: a takeover or a sync with
 	// the replica may bring newer device state into the store, which the
 	// device load below must see.

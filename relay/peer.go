@@ -140,6 +140,38 @@ func newLinks(s *Server) (*links, error) {
 	return &links{s: s, tr: &quic.Transport{Conn: udp}, conns: map[string]*quic.Conn{}, dials: map[string]chan struct{}{}, down: map[string]downMark{}}, nil
 }
 
+// keepWarm keeps an authenticated connection to every live peer of the
+// region, so a probe or the first replication of a session costs a stream,
+// not a QUIC and TLS handshake (which under load can exceed ProbeTimeout
+// and make a live home look dead).
+func (l *links) keepWarm(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		for _, p := range l.s.cfg.Cluster.Peers() {
+			if p.ID == l.s.cfg.RelayID || p.Region != l.s.cfg.Region || p.Addr == "" || l.isDown(p.Addr) {
+				continue
+			}
+			l.mu.Lock()
+			qc := l.conns[p.Addr]
+			_, dialing := l.dials[p.Addr]
+			l.mu.Unlock()
+			if (qc == nil || qc.Context().Err() != nil) && !dialing {
+				dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				if _, err := l.conn(dctx, p.Addr); err != nil {
+					l.markDown(p.Addr)
+				}
+				cancel()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 func (l *links) close() {
 	l.mu.Lock()
 	for _, qc := range l.conns {

@@ -275,6 +275,7 @@ func (s *session) replicaPeer(exclude map[string]bool) (Peer, bool) {
 		return Peer{}, false
 	}
 	s.replica = cands[0].ID
+	s.replicaURL.Store(&cands[0].URL)
 	return cands[0], true
 }
 
@@ -351,6 +352,41 @@ func (s *session) catchUp(p Peer, from, upto uint64) error {
 	return nil
 }
 
+// handoffURL is where a draining home sends the session's clients: its
+// replica (which holds the log and takes the session over), or the
+// rendezvous choice when nothing was replicated yet. "" without peers.
+func (s *session) handoffURL() string {
+	if u := s.replicaURL.Load(); u != nil && *u != "" {
+		return *u
+	}
+	if !s.srv.replicating() {
+		return ""
+	}
+	if cands := s.srv.replicaCandidates(s.id, nil); len(cands) > 0 {
+		return cands[0].URL
+	}
+	return ""
+}
+
+// drainTarget is where a draining relay sends a connection for a session:
+// the session's handoff URL when it is loaded here, else DrainRedirect.
+func (s *Server) drainTarget(id string) string {
+	s.mu.Lock()
+	sess := s.sessions[id]
+	s.mu.Unlock()
+	if sess != nil {
+		if u := sess.handoffURL(); u != "" {
+			return u
+		}
+	}
+	if s.replicating() {
+		if cands := s.replicaCandidates(id, nil); len(cands) > 0 {
+			return cands[0].URL
+		}
+	}
+	return s.cfg.DrainRedirect
+}
+
 // fenced handles a stale answer: another relay owns the session with a
 // newer epoch. Nothing queued may be acknowledged; the connections learn
 // with stale_epoch (fatal) and reconnect, and the session is dropped from
@@ -416,6 +452,7 @@ func (s *Server) resolve(ctx context.Context, id, tenant string, seen, lastSeq u
 	// and, when a client has seen a later epoch than our record, also our
 	// recorded replica (it may have taken over).
 	var ask []string
+	handoff := false
 	if o.home != s.cfg.RelayID {
 		ask = append(ask, o.home)
 	}
@@ -430,6 +467,10 @@ func (s *Server) resolve(ctx context.Context, id, tenant string, seen, lastSeq u
 		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 		rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
 		cancel()
+		if err == nil && rep.Status == peerwire.StatusHandoff {
+			handoff = true // the home drains and hands the session over
+			continue
+		}
 		if err != nil || rep.Status != peerwire.StatusOK || rep.Epoch < max(o.epoch, seen) {
 			continue
 		}
@@ -453,7 +494,11 @@ func (s *Server) resolve(ctx context.Context, id, tenant string, seen, lastSeq u
 		return 0, "", err
 	}
 	s.met.takeovers.Inc()
-	s.log.Warn("took the session over from its home", "session", id, "former_home", o.home, "epoch", n.epoch)
+	if handoff {
+		s.log.Info("took the session over from its draining home", "session", id, "former_home", o.home, "epoch", n.epoch)
+	} else {
+		s.log.Warn("took the session over from its home", "session", id, "former_home", o.home, "epoch", n.epoch)
+	}
 	// The former home did not answer: it is not the replica now.
 	n.replica = ""
 	return n.epoch, "", s.syncReplica(ctx, id, tenant, n, o.home)
@@ -682,6 +727,9 @@ func (s *Server) probe(ctx context.Context, id string, fail func(error) *peerwir
 	s.mu.Lock()
 	sess := s.sessions[id]
 	s.mu.Unlock()
+	if sess != nil && s.draining.Load() {
+		return &peerwire.Msg{Status: peerwire.StatusHandoff, Epoch: sess.epoch, Home: s.cfg.RelayID, Head: sess.committedHead()}
+	}
 	if sess != nil && !sess.ended.Load() {
 		return &peerwire.Msg{Status: peerwire.StatusOK, Epoch: sess.epoch, Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Head: sess.committedHead()}
 	}
@@ -696,11 +744,18 @@ func (s *Server) probe(ctx context.Context, id string, fail func(error) *peerwir
 	if !ok && head == 0 {
 		return &peerwire.Msg{Status: peerwire.StatusUnknown}
 	}
+	if s.draining.Load() && o.home == s.cfg.RelayID {
+		// Not loaded any more (its clients left), still ours: hand it over.
+		return &peerwire.Msg{Status: peerwire.StatusHandoff, Epoch: o.epoch, Home: o.home, Head: head}
+	}
 	return &peerwire.Msg{Status: peerwire.StatusOK, Epoch: o.epoch, Home: o.home, URL: o.url, Head: head}
 }
 
 // acceptReplica stores a replicated batch.
 func (s *Server) acceptReplica(ctx context.Context, m *peerwire.Msg, fail func(error) *peerwire.Msg) *peerwire.Msg {
+	if s.draining.Load() {
+		return &peerwire.Msg{Status: peerwire.StatusDenied, Reason: "relay is draining"}
+	}
 	lk := s.stripes.of(m.Session)
 	lk.Lock()
 	defer lk.Unlock()

@@ -26,6 +26,7 @@ type Server struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // connections and their goroutines
 	commitWG sync.WaitGroup // session committers
+	bgWG     sync.WaitGroup // background loops (peer links)
 
 	accepts *acceptLimiter
 
@@ -78,6 +79,11 @@ func New(cfg Config) (*Server, error) {
 			cancel()
 			return nil, fmt.Errorf("relay: peer links: %w", err)
 		}
+		s.bgWG.Add(1)
+		go func() {
+			defer s.bgWG.Done()
+			s.links.keepWarm(ctx)
+		}()
 	}
 	s.startEvents()
 	return s, nil
@@ -343,11 +349,22 @@ func (s *Server) limitsFor(model string) *ModelLimits {
 // they have all gone or ctx ends; then it closes what is left.
 func (s *Server) Drain(ctx context.Context) error {
 	s.draining.Store(true)
-	g := wire.Encode(&wire.Frame{
-		Type: wire.TypeGoaway, Code: wire.CodeDraining, Redirect: s.cfg.DrainRedirect,
-		AfterMillis: uint64(s.cfg.DrainGrace.Milliseconds()),
-	})
+	goaway := func(redirect string) []byte {
+		return wire.Encode(&wire.Frame{
+			Type: wire.TypeGoaway, Code: wire.CodeDraining, Redirect: redirect,
+			AfterMillis: uint64(s.cfg.DrainGrace.Milliseconds()),
+		})
+	}
+	g := goaway(s.cfg.DrainRedirect)
 	for _, c := range s.connSnapshot() {
+		// A session's clients go to its replica, which takes it over
+		// (probe answers handoff while draining, replica.go).
+		if c.admitted.Load() && c.sess != nil {
+			if u := c.sess.handoffURL(); u != "" {
+				c.control(goaway(u))
+				continue
+			}
+		}
 		c.control(g)
 	}
 	s.log.Info("draining", "connections", len(s.connSnapshot()))
@@ -395,6 +412,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.commitWG.Wait()
+	s.bgWG.Wait()
 	if s.links != nil {
 		s.links.close()
 	}

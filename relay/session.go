@@ -51,9 +51,10 @@ type session struct {
 	ended  atomic.Bool // EndSession ended it: refuse new connections
 
 	// Used by the committer only (one at a time per session):
-	replica     string // the peer id replicated to (replica.go)
-	devRecorded bool   // sessionDeviceMeta written
-	recorded    owner  // the owner record last committed here
+	replica     string                 // the peer id replicated to (replica.go)
+	replicaURL  atomic.Pointer[string] // its client URL, read by Drain
+	devRecorded bool                   // sessionDeviceMeta written
+	recorded    owner                  // the owner record last committed here
 
 	mu sync.Mutex // guards the fields below
 	// dev is the hearing aid of the session, bound by the first token that

@@ -39,6 +39,7 @@ const (
 	StatusUnknown uint8 = 4 // the receiver has nothing of the session
 	StatusError   uint8 = 5 // the receiver failed (Reason)
 	StatusDenied  uint8 = 6 // not authenticated, or a bad request
+	StatusHandoff uint8 = 7 // probe: the home is draining and hands the session to its replica
 )
 
 // Limits a decoder enforces.

@@ -214,6 +214,16 @@ func (r *Relay) ClientTLS() *tls.Config {
 	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
 }
 
+// TrustAll returns a client TLS config that trusts every given relay's
+// certificate (clients that move between relays).
+func TrustAll(rs ...*Relay) *tls.Config {
+	pool := x509.NewCertPool()
+	for _, r := range rs {
+		pool.AddCert(r.cert.Leaf)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
+}
+
 // Token signs claims with the relay's test key, filling Expiry (1 h),
 // IssuedAt and ID when unset.
 func (r *Relay) Token(t testing.TB, c token.Claims) []byte {
