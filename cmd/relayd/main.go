@@ -99,7 +99,11 @@ func serve(o *options, log *slog.Logger) error {
 	if clientAddr == "" {
 		clientAddr = advertised(tcp.Addr().String())
 	}
-	msh, err := startMesh(o.mesh, o.relayID, clientAddr, reg, log)
+	wsURL := "wss://" + clientAddr + relay.WSPath
+	if o.plain {
+		wsURL = "ws://" + clientAddr + relay.WSPath
+	}
+	msh, err := startMesh(o.mesh, o.relayID, clientAddr, wsURL, udp != nil, reg, log)
 	if err != nil {
 		return err
 	}

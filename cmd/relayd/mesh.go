@@ -106,11 +106,25 @@ type mesh struct {
 	meta     gossip.Meta
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
+
+	mu   sync.Mutex            // guards the field below
+	gone map[string]goneMember // relays that left or failed, by id, until they come back or goneTTL passes
 }
 
+// goneMember is a relay gossip reported leaving or failing.
+type goneMember struct {
+	m  gossip.Member // State is StateLeft or StateDead
+	at time.Time
+}
+
+// goneTTL is how long the relay map lists a relay that left or failed.
+const goneTTL = 10 * time.Minute
+
 // startMesh opens the peer listener and joins gossip (when configured).
-func startMesh(o *meshOptions, relayID, clientAddr string, reg prometheus.Registerer, log *slog.Logger) (*mesh, error) {
-	m := &mesh{o: o, self: relayID, log: log.With("component", "mesh")}
+// clientAddr is where clients reach this relay (host:port), wsURL its
+// WebSocket URL; quic says whether it serves QUIC on clientAddr.
+func startMesh(o *meshOptions, relayID, clientAddr, wsURL string, quic bool, reg prometheus.Registerer, log *slog.Logger) (*mesh, error) {
+	m := &mesh{o: o, self: relayID, log: log.With("component", "mesh"), gone: map[string]goneMember{}}
 	if o.peerListen == "" {
 		return m, nil
 	}
@@ -123,8 +137,12 @@ func startMesh(o *meshOptions, relayID, clientAddr string, reg prometheus.Regist
 	if m.peerAddr == "" {
 		m.peerAddr = advertised(udp.LocalAddr().String())
 	}
+	quicAddr := ""
+	if quic {
+		quicAddr = clientAddr
+	}
 	if o.selfURL == "" {
-		o.selfURL = "quic://" + clientAddr
+		o.selfURL = clientURL(quicAddr, wsURL)
 	}
 	if m.static, err = parsePeers(o.staticPeers); err != nil {
 		udp.Close()
@@ -178,8 +196,9 @@ func startMesh(o *meshOptions, relayID, clientAddr string, reg prometheus.Regist
 		cfg.Plaintext = true
 		log.Warn("gossip is not encrypted (no --gossip-key-file); use this for local development only")
 	}
-	m.meta = gossip.Meta{ID: relayID, Region: o.region, QUIC: clientAddr, WS: "wss://" + clientAddr + relay.WSPath, Peer: m.peerAddr, Software: "dev", Protocol: 1}
+	m.meta = gossip.Meta{ID: relayID, Region: o.region, QUIC: quicAddr, WS: wsURL, Peer: m.peerAddr, Software: "dev", Protocol: 1}
 	cfg.Meta = m.meta
+	cfg.OnEvent = m.onEvent
 	cfg.Logger = log
 	cfg.Registerer = reg
 	g, err := gossip.New(cfg)
@@ -227,9 +246,35 @@ func (m *mesh) Peers() []relay.Peer {
 		if mb.State != gossip.StateAlive || mb.MetaErr != nil || mb.Meta.Peer == "" || mb.Meta.Draining {
 			continue
 		}
-		out = append(out, relay.Peer{ID: mb.Meta.ID, Region: mb.Meta.Region, Addr: mb.Meta.Peer, URL: "quic://" + mb.Meta.QUIC})
+		out = append(out, relay.Peer{ID: mb.Meta.ID, Region: mb.Meta.Region, Addr: mb.Meta.Peer, URL: clientURL(mb.Meta.QUIC, mb.Meta.WS)})
 	}
 	return out
+}
+
+// clientURL is the URL clients are sent to for a relay: QUIC when it
+// serves QUIC, else WebSocket.
+func clientURL(quicAddr, wsURL string) string {
+	if quicAddr != "" {
+		return "quic://" + quicAddr
+	}
+	return wsURL
+}
+
+// onEvent keeps the relays that left or failed for the relay map (gossip
+// lists live members only). Called by gossip, one event at a time.
+func (m *mesh) onEvent(ev gossip.Event) {
+	id := ev.Member.Meta.ID
+	m.mu.Lock()
+	switch ev.Type {
+	case gossip.EventLeave, gossip.EventFailed:
+		m.gone[id] = goneMember{m: ev.Member, at: ev.At}
+	case gossip.EventJoin, gossip.EventUpdate:
+		delete(m.gone, id)
+	}
+	m.mu.Unlock()
+	if ev.Type != gossip.EventUpdate && !ev.Member.Local {
+		m.log.Info("relay "+ev.Type.String(), "relay", id, "region", ev.Member.Meta.Region)
+	}
 }
 
 // startWith serves peer links (with a self-signed certificate when the
@@ -263,23 +308,28 @@ func (m *mesh) start(srv *relay.Server, tlsConf *tls.Config) {
 	if m.gossip == nil {
 		return
 	}
+	// JoinUntilStable skips our own address among the seeds (every relay
+	// may be given the same list) and retries until one answers; metadata
+	// (load, draining) is kept current meanwhile.
+	if seeds := splitList(m.o.gossipSeeds); len(seeds) > 0 {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			n, err := m.gossip.JoinUntilStable(ctx, seeds)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil && n == 0:
+				m.log.Error("joining the cluster failed", "seeds", len(seeds), "err", err)
+			case err != nil:
+				m.log.Warn("joined the cluster; member list not settled yet", "contacted", n, "err", err)
+			default:
+				m.log.Info("joined the cluster", "contacted", n, "members", len(m.gossip.Members()))
+			}
+		}()
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		seeds := splitList(m.o.gossipSeeds)
-		for backoff := 200 * time.Millisecond; len(seeds) > 0; backoff = min(2*backoff, 10*time.Second) {
-			n, err := m.gossip.Join(ctx, seeds)
-			if n > 0 {
-				m.log.Info("joined the cluster", "contacted", n)
-				break
-			}
-			m.log.Warn("joining the cluster failed; retrying", "seeds", len(seeds), "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-		}
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
 		for {
@@ -322,7 +372,18 @@ func (m *mesh) relayMap() []byte {
 	}
 	var rs []relayView
 	regions := map[string]int{}
-	for _, mb := range m.gossip.Members() {
+	members := m.gossip.Members()
+	m.mu.Lock()
+	for id, g := range m.gone {
+		switch {
+		case time.Since(g.at) > goneTTL:
+			delete(m.gone, id)
+		case !slices.ContainsFunc(members, func(mb gossip.Member) bool { return mb.Meta.ID == id }):
+			members = append(members, g.m)
+		}
+	}
+	m.mu.Unlock()
+	for _, mb := range members {
 		v := relayView{ID: mb.Meta.ID, Region: mb.Meta.Region, WSURL: mb.Meta.WS, TURN: mb.Meta.TURN, Load: mb.Meta.Load,
 			Draining: mb.Meta.Draining, State: mb.State.String(), Self: mb.Local}
 		if mb.Meta.QUIC != "" {
@@ -341,15 +402,15 @@ func (m *mesh) relayMap() []byte {
 // Close leaves the cluster (so peers see a leave, not a failure) and
 // stops what start started.
 func (m *mesh) Close() {
+	if m.stop != nil {
+		m.stop() // no join retry or metadata update after the leave
+	}
 	if m.gossip != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		if err := m.gossip.Leave(ctx); err != nil {
 			m.log.Warn("leaving the cluster", "err", err)
 		}
 		cancel()
-	}
-	if m.stop != nil {
-		m.stop()
 	}
 	m.wg.Wait()
 	if m.gossip != nil {

@@ -26,20 +26,20 @@ import (
 func init() {
 	register(verb{
 		name:    "demo",
-		summary: "run the whole system locally: Postgres, controld, relayd, a simulated patient and a clinician",
+		summary: "run the whole system locally: Postgres, controld, three relays in three regions, a simulated patient and a clinician",
 		usage:   "[--dir DIR] [--listen ADDR] [--api ADDR] [--commands N | --forever] [--relay-only]",
 		flags: func(fs *flag.FlagSet) runFunc {
 			d := &demoCmd{}
 			fs.StringVar(&d.dir, "dir", ".stapes-demo", "working `DIR`: keys, relay data, logs")
-			fs.StringVar(&d.listen, "listen", "127.0.0.1:8443", "relayd address (TCP for WebSocket, UDP for QUIC); a busy port is replaced by a free one")
-			fs.StringVar(&d.ops, "ops", "127.0.0.1:9090", "relayd ops address (/metrics, /healthz, /readyz)")
+			fs.StringVar(&d.listen, "listen", "127.0.0.1:8443", "relayd address (TCP for WebSocket, UDP for QUIC); the full demo's relays use this port, +1 and +2; a busy port is replaced by a free one")
+			fs.StringVar(&d.ops, "ops", "127.0.0.1:9090", "relayd ops address (/metrics, /healthz, /readyz, /v1/map); the full demo's relays use this port, +10 and +20")
 			fs.IntVar(&d.commands, "commands", 10, "config commands the clinician sends")
 			fs.BoolVar(&d.forever, "forever", false, "keep sending until interrupted")
 			fs.StringVar(&d.relayd, "relayd", "", "relayd binary (default: next to this stapes binary, then $PATH)")
 			fs.StringVar(&d.controld, "controld", "", "controld binary (default: next to this stapes binary, then $PATH)")
 			fs.StringVar(&d.api, "api", "127.0.0.1:8080", "controld API address (plain HTTP, local only); a busy port is replaced by a free one")
 			fs.StringVar(&d.apiOps, "api-ops", "127.0.0.1:9091", "controld ops address")
-			fs.BoolVar(&d.relayOnly, "relay-only", false, "run relayd with dev keys and no control plane (no Postgres, no controld)")
+			fs.BoolVar(&d.relayOnly, "relay-only", false, "run one relayd with dev keys and no control plane (no Postgres, no controld)")
 			return d.run
 		},
 	})

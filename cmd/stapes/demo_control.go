@@ -18,9 +18,11 @@ import (
 )
 
 // runFull runs the whole system: Postgres (private, from the system's
-// binaries, unless DATABASE_URL is set), controld, relayd registered with
-// it, a seeded demo clinic, and a fitting session created through the API
-// with the simulated patient and clinician on its tokens.
+// binaries, unless DATABASE_URL is set), controld, three relays in three
+// regions registered with it and gossiping (demo_cluster.go), a seeded
+// demo clinic, and a fitting session created through the API — placed by
+// controld from the clinician's RTTs to the relays — with the simulated
+// patient and clinician on its tokens.
 func (d *demoCmd) runFull(ctx context.Context, e *env, out *lineWriter) error {
 	relaydBin, err := binPath(d.relayd, "relayd")
 	if err != nil {
@@ -76,40 +78,48 @@ func (d *demoCmd) runFull(ctx context.Context, e *env, out *lineWriter) error {
 	if err := admin("seed-demo", "--password-file", pwFile); err != nil {
 		return err
 	}
-	cred := filepath.Join(dir, "relay-credential")
-	os.Remove(cred)
-	if err := admin("create-relay", "--id", "demo-relay", "--region", "local", "--capacity", "1000", "--credential-out", cred); err != nil {
-		if err := admin("create-relay", "--id", "demo-relay", "--region", "local", "--rotate", "--credential-out", cred); err != nil {
-			return err
+	relays, files, err := d.startDemoCluster(ctx, relaydBin, dir, apiURL, admin, out)
+	defer func() {
+		for i := len(relays) - 1; i >= 0; i-- {
+			relays[i].c.stop(out)
 		}
-	}
-	addr, err := freeAddr(d.listen)
+	}()
 	if err != nil {
 		return err
 	}
-	opsAddr, err := freeAddr(d.ops)
+	if err := printRelayMap(ctx, relays, out); err != nil {
+		return err
+	}
+	rtts, err := probeForPlacement(ctx, apiURL, files.cert, relays, out)
 	if err != nil {
 		return err
 	}
-	rd, cert, err := startDemoRelay(ctx, relaydBin, dir, addr, opsAddr,
-		[]string{"--control-url", apiURL, "--node-credential-file", cred, "--advertise", addr}, out)
-	if err != nil {
-		return err
-	}
-	defer rd.stop(out)
 
 	pw, err := os.ReadFile(pwFile)
 	if err != nil {
 		return err
 	}
-	sess, err := demoSession(ctx, apiURL, "doc@demo.example", strings.TrimSpace(string(pw)))
+	sess, err := demoSession(ctx, apiURL, "doc@demo.example", strings.TrimSpace(string(pw)), rtts)
 	if err != nil {
 		return err
 	}
+	opsAddr := ""
+	for _, r := range relays {
+		if r.id == sess.Relay.ID {
+			opsAddr = r.ops
+		}
+	}
+	if opsAddr == "" {
+		return fmt.Errorf("controld placed the session on relay %q, which the demo did not start", sess.Relay.ID)
+	}
 	out.printf("controld API %s (OpenAPI at %s/openapi.json); demo login doc@demo.example / password in %s", apiURL, apiURL, pwFile)
-	out.printf("session %s on relay %s (device %s at config v%d): patient over QUIC, clinician over WebSocket",
-		sess.SessionID, sess.Relay.ID, sess.Device.Serial, sess.Device.ConfigVersion)
-	cf := connFlags{cert: cert}
+	how := "by " + sess.Placement.By
+	if sess.Placement.PathMS != nil {
+		how += fmt.Sprintf(" (%.1f ms)", *sess.Placement.PathMS)
+	}
+	out.printf("session %s placed by controld on relay %s in region %s %s (device %s at config v%d): patient over QUIC, clinician over WebSocket",
+		sess.SessionID, sess.Relay.ID, sess.Relay.Region, how, sess.Device.Serial, sess.Device.ConfigVersion)
+	cf := connFlags{cert: files.cert}
 	tokenOf := func(tok string) func(context.Context) ([]byte, error) {
 		return func(context.Context) ([]byte, error) { return []byte(tok), nil }
 	}
@@ -195,9 +205,14 @@ type demoSessionAnswer struct {
 	SessionID string `json:"session_id"`
 	Relay     struct {
 		ID      string `json:"id"`
+		Region  string `json:"region"`
 		WSURL   string `json:"ws_url"`
 		QUICURL string `json:"quic_url"`
 	} `json:"relay"`
+	Placement struct {
+		By     string   `json:"by"`
+		PathMS *float64 `json:"path_ms"`
+	} `json:"placement"`
 	ClinicianToken string `json:"clinician_token"`
 	PatientToken   string `json:"patient_token"`
 	Device         struct {
@@ -207,8 +222,9 @@ type demoSessionAnswer struct {
 }
 
 // demoSession logs the demo clinician in and creates a fitting session for
-// the first patient with a device, waiting for the relay to be live.
-func demoSession(ctx context.Context, api, email, password string) (demoSessionAnswer, error) {
+// the first patient with a device, with the clinician's RTTs to the relays
+// for placement, waiting for a relay to be live.
+func demoSession(ctx context.Context, api, email, password string, rtts map[string]float64) (demoSessionAnswer, error) {
 	var a demoSessionAnswer
 	var login struct {
 		Token string `json:"token"`
@@ -229,12 +245,15 @@ func demoSession(ctx context.Context, api, email, password string) (demoSessionA
 	if err := c.call(ctx, "GET", "/v1/patients", nil, &pts); err != nil {
 		return a, fmt.Errorf("patients: %w", err)
 	}
-	var body map[string]string
+	var body map[string]any
 	for _, p := range pts.Patients {
 		if len(p.Devices) > 0 {
-			body = map[string]string{"patient_id": p.ID, "device_serial": p.Devices[0].Serial}
+			body = map[string]any{"patient_id": p.ID, "device_serial": p.Devices[0].Serial}
 			break
 		}
+	}
+	if rtts != nil {
+		body["rtts"] = rtts
 	}
 	if body == nil {
 		return a, errors.New("the demo clinician has no patient with a device")
