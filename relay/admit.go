@@ -67,7 +67,7 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 	// Who owns the session is settled first: a takeover or a sync with
 	// the replica may bring newer device state into the store, which the
 	// device load below must see.
-	epoch, redirect, err := s.resolve(ctx, claims.Session, claims.Tenant, f.Epoch, f.LastSeq)
+	epoch, redirect, err := s.resolve(ctx, claims.Session, claims.Tenant, claims.Relay, f.Epoch, f.LastSeq)
 	var stale *staleError
 	switch {
 	case errors.Is(err, errNotHere):

@@ -420,7 +420,7 @@ func (s *Server) ownerStoreSession(id string) string {
 // seen is the highest epoch the connecting client has seen (HELLO's
 // epoch): above this relay's record, another relay took the session over
 // after the record was written.
-func (s *Server) resolve(ctx context.Context, id, tenant string, seen, lastSeq uint64) (epoch uint64, redirect string, err error) {
+func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, lastSeq uint64) (epoch uint64, redirect string, err error) {
 	if s.sessionLoaded(id) {
 		return 0, "", nil
 	}
@@ -432,15 +432,25 @@ func (s *Server) resolve(ctx context.Context, id, tenant string, seen, lastSeq u
 		return 0, "", err
 	}
 	if !ok {
-		if (seen > 0 || lastSeq > 0) && s.replicating() {
-			// The client has seen this session elsewhere and this relay
-			// knows nothing of it: find who has it.
-			if url := s.locate(ctx, id); url != "" {
+		elsewhere := placed != "" && placed != s.cfg.RelayID
+		if !s.replicating() || (seen == 0 && lastSeq == 0 && !elsewhere) {
+			return 1, "", nil
+		}
+		// The client has seen this session elsewhere, or the control plane
+		// placed it on another relay, and this relay knows nothing of it:
+		// send the client to the relay that has it.
+		if elsewhere {
+			if url := s.askPlaced(ctx, id, placed); url != "" {
 				return 0, url, nil
 			}
-			return 0, "", errNotHere
 		}
-		return 1, "", nil
+		if url := s.locate(ctx, id); url != "" {
+			return 0, url, nil
+		}
+		if seen == 0 && lastSeq == 0 {
+			return 1, "", nil // nobody has it and nobody has seen it: it starts here
+		}
+		return 0, "", errNotHere
 	}
 	if !s.replicating() {
 		return o.epoch, "", nil
@@ -509,6 +519,30 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// askPlaced asks the relay the control plane placed a session on where
+// the session lives: there, at the home it names, or nowhere yet (then
+// there: it is the session's first home). "" if it does not answer or
+// drains.
+func (s *Server) askPlaced(ctx context.Context, id, placed string) string {
+	p, live := s.peerByID(placed)
+	if !live {
+		return ""
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+	rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
+	cancel()
+	switch {
+	case err != nil || rep.Status == peerwire.StatusHandoff:
+		return ""
+	case rep.Status == peerwire.StatusOK && rep.Home != "" && rep.Home != p.ID:
+		if h, ok := s.peerByID(rep.Home); ok && rep.Home != s.cfg.RelayID {
+			return h.URL
+		}
+		return firstNonEmpty(rep.URL, p.URL)
+	}
+	return p.URL
 }
 
 var errNotHere = errors.New("relay: the session lives on another relay, none of which answered")

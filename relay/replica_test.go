@@ -155,3 +155,27 @@ func TestFormerHomeIsFenced(t *testing.T) {
 		t.Fatalf("patient on the new home got %+v", d)
 	}
 }
+
+// TestPlacedSessionIsNotSplit: the control plane placed a session on relay
+// a; a participant that connects first to relay b (its nearest) is sent to
+// a instead of b opening a second copy of the session.
+func TestPlacedSessionIsNotSplit(t *testing.T) {
+	a, b, _ := pair(t)
+	pc := patient("placed")
+	pc.Relay = "relay-a"
+	pb := relaytest.Dial(t, b, "ws")
+	pb.Send(&wire.Frame{Type: wire.TypeHello, Token: a.Token(t, pc), MinVersion: 1, MaxVersion: 1})
+	f, err := pb.Next(5 * time.Second)
+	if err != nil || f.Type != wire.TypeGoaway || f.Redirect != a.QUICURL {
+		t.Fatalf("HELLO at b for a session placed on a: %v %+v, want GOAWAY to %s", err, f, a.QUICURL)
+	}
+	if h, _ := b.Store.Head(t.Context(), "placed"); h != 0 || b.Server.SessionIDs() != nil && len(b.Server.SessionIDs()) > 0 {
+		t.Fatalf("b opened the session")
+	}
+	cc := clinician("placed")
+	cc.Relay = "relay-a"
+	ca := relaytest.Dial(t, a, "ws")
+	if w := ca.Hello(a.Token(t, cc), false, 0); w.Epoch != 1 {
+		t.Fatalf("epoch %d at the placed relay", w.Epoch)
+	}
+}

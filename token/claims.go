@@ -19,12 +19,13 @@ const MaxIDLen = 128
 // Claims is the claim set of a session token.
 type Claims struct {
 	Tenant    string `json:"ten"`
-	Subject   string `json:"sub"`  // short opaque id of the clinician / patient app, never a name
-	Role      string `json:"role"` // "clinician" | "patient" | "observer"
-	Session   string `json:"sid"`  // fitting session id
-	Device    string `json:"dev"`  // hearing-aid serial
-	Model     string `json:"mdl"`  // hearing-aid model (selects safety limits)
-	Expiry    int64  `json:"exp"`  // unix seconds
+	Subject   string `json:"sub"`           // short opaque id of the clinician / patient app, never a name
+	Role      string `json:"role"`          // "clinician" | "patient" | "observer"
+	Session   string `json:"sid"`           // fitting session id
+	Device    string `json:"dev"`           // hearing-aid serial
+	Model     string `json:"mdl"`           // hearing-aid model (selects safety limits)
+	Relay     string `json:"rly,omitempty"` // the relay the control plane placed the session on (its first home)
+	Expiry    int64  `json:"exp"`           // unix seconds
 	IssuedAt  int64  `json:"iat"`
 	NotBefore int64  `json:"nbf,omitempty"`
 	ID        string `json:"jti"`
@@ -49,6 +50,7 @@ func (c Claims) Validate() error {
 		{"jti", c.ID, true},
 		{"dev", c.Device, false},
 		{"mdl", c.Model, false},
+		{"rly", c.Relay, false},
 	}
 	for _, id := range ids {
 		if id.v == "" {
@@ -138,6 +140,7 @@ func (c *Claims) fields() []claimField {
 		{"sid", &c.Session},
 		{"dev", &c.Device},
 		{"mdl", &c.Model},
+		{"rly", &c.Relay},
 		{"exp", &c.Expiry},
 		{"iat", &c.IssuedAt},
 		{"nbf", &c.NotBefore},
