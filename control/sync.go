@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,6 +74,7 @@ type Syncer struct {
 
 	batches  *prometheus.CounterVec
 	records  prometheus.Counter
+	dropped  prometheus.Counter // events without a tenant anywhere
 	backlog  prometheus.GaugeFunc
 	lastSync prometheus.Gauge
 }
@@ -110,11 +112,12 @@ func NewSyncer(cfg SyncConfig) (*Syncer, error) {
 	s := &Syncer{cfg: cfg, log: cfg.Logger.With("component", "sync"), kick: make(chan struct{}, 1), tenants: map[string]string{}}
 	s.batches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stapes_relay_sync_batches_total", Help: "Sync batches sent to the control plane, by result."}, []string{"result"})
 	s.records = prometheus.NewCounter(prometheus.CounterOpts{Name: "stapes_relay_sync_records_total", Help: "Log entries confirmed by the control plane."})
+	s.dropped = prometheus.NewCounter(prometheus.CounterOpts{Name: "stapes_relay_sync_events_dropped_total", Help: "Outbox events skipped because neither they nor their session's metadata name a tenant (a session never committed on this relay)."})
 	s.backlog = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stapes_relay_sync_backlog_batches", Help: "Committed outbox records not yet confirmed by the control plane."},
 		func() float64 { return float64(cfg.Outbox.OutboxStable() - cfg.Outbox.OutboxAcked()) })
 	s.lastSync = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stapes_relay_sync_last_success_timestamp_seconds", Help: "When the control plane last confirmed a batch."})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.batches, s.records, s.backlog, s.lastSync} {
+		for _, c := range []prometheus.Collector{s.batches, s.records, s.dropped, s.backlog, s.lastSync} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -304,7 +307,17 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 			tenant := ev.Tenant
 			if tenant == "" {
 				var err error
-				if tenant, err = s.tenant(ctx, r.Session); err != nil {
+				if tenant, err = s.tenant(ctx, r.Session); errors.Is(err, errNoTenant) {
+					// A session this relay never committed for (ended
+					// here unseen, or TURN usage of a session homed
+					// elsewhere): no tenant will ever turn up, and
+					// controld cannot file it. Skip it; holding it
+					// would hold the whole outbox.
+					s.dropped.Inc()
+					s.log.Warn("outbox event without a tenant skipped", "kind", ev.Kind, "pos", r.Pos)
+					b.Pos = r.Pos
+					continue
+				} else if err != nil {
 					return b, err
 				}
 			}
@@ -353,13 +366,16 @@ func (s *Syncer) tenant(ctx context.Context, session string) (string, error) {
 		return "", err
 	}
 	if !ok {
-		return "", fmt.Errorf("control: session %s has no tenant recorded", session)
+		return "", errNoTenant
 	}
 	s.mu.Lock()
 	s.tenants[session] = string(blob)
 	s.mu.Unlock()
 	return string(blob), nil
 }
+
+// errNoTenant: the session has no tenant recorded on this relay.
+var errNoTenant = errors.New("control: session has no tenant recorded")
 
 // syncAnswer is controld's JSON answer to a batch.
 type syncAnswer struct {

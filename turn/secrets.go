@@ -45,3 +45,7 @@ func ParseSecrets(b []byte) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// Check reports whether c has secrets to mint and verify with, each long
+// enough (ErrNoSecrets, ErrWeakSecret).
+func (c *Credentials) Check() error { return c.checkSecrets() }

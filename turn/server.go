@@ -226,6 +226,22 @@ func (s *Server) isEnded(session string) bool {
 // Allocations returns the number of live allocations.
 func (s *Server) Allocations() int { return int(s.allocCount()) }
 
+// Addrs returns the bound addresses of the first UDP socket, TCP
+// listener and TLS listener ("" where there is none): what a relay
+// publishes for its ICE server URLs.
+func (s *Server) Addrs() (udp, tcp, tls string) {
+	if len(s.cfg.PacketConns) > 0 {
+		udp = s.cfg.PacketConns[0].LocalAddr().String()
+	}
+	if len(s.cfg.TCPListeners) > 0 {
+		tcp = s.cfg.TCPListeners[0].Addr().String()
+	}
+	if len(s.cfg.TLSListeners) > 0 {
+		tls = s.cfg.TLSListeners[0].Addr().String()
+	}
+	return udp, tcp, tls
+}
+
 // Drain refuses new allocations (486, counted as draining) while existing
 // ones go on, and waits until none is left or ctx ends.
 func (s *Server) Drain(ctx context.Context) error {

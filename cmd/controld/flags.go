@@ -34,6 +34,7 @@ type options struct {
 	loginPerName    int
 	mapPerIP        int
 	placementMaxAge time.Duration
+	turnSecretFile  string
 }
 
 const usageHead = `controld runs the stapes control plane over Postgres.
@@ -91,6 +92,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.loginPerIP, "login-per-ip", 60, "login attempts one source address may make a minute (negative: unlimited)")
 	fs.IntVar(&o.loginPerName, "login-per-name", 10, "login attempts that may name one e-mail address a minute (negative: unlimited)")
 	fs.IntVar(&o.mapPerIP, "map-per-ip", 120, "GET /v1/map requests one source address may make a minute (negative: unlimited)")
+	fs.StringVar(&o.turnSecretFile, "turn-secret-file", "", "relays' TURN REST shared secrets, one per line, newest first (relayd's --turn-secret-file); with it session answers carry TURN ice_servers")
 	fs.DurationVar(&o.placementMaxAge, "placement-max-age", 24*time.Hour, "how long the RTTs clients report count for placing sessions")
 	if err := envflag.Parse(fs, args, out, usageHead); err != nil {
 		return nil, err

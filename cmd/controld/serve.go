@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stapes-relay/stapes/control/controlserver"
 	"github.com/stapes-relay/stapes/control/pgstore"
+	"github.com/stapes-relay/stapes/turn"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -30,6 +31,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	if opTok == "" {
 		log.Info("no --operator-token-file: the operator API is off")
+	}
+	var turnSecrets [][]byte
+	if o.turnSecretFile != "" {
+		if turnSecrets, err = turn.LoadSecrets(o.turnSecretFile); err != nil {
+			return fmt.Errorf("--turn-secret-file: %w", err)
+		}
 	}
 	st, err := openStore(ctx, o, log)
 	if err != nil {
@@ -48,7 +55,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := controlserver.New(controlserver.Config{Store: st, Secret: secret, OperatorToken: opTok, Logger: log,
 		Registerer: reg, SessionTokenTTL: o.sessionTTL, APITokenTTL: o.apiTokenTTL, RelayLiveness: o.relayLiveness,
-		LoginPerIP: o.loginPerIP, LoginPerName: o.loginPerName, MapPerIP: o.mapPerIP, PlacementMaxAge: o.placementMaxAge})
+		LoginPerIP: o.loginPerIP, LoginPerName: o.loginPerName, MapPerIP: o.mapPerIP, PlacementMaxAge: o.placementMaxAge,
+		TURNSecrets: turnSecrets})
 	if err != nil {
 		return err
 	}

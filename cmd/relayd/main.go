@@ -119,10 +119,13 @@ func serve(o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := turnSrv.start(o.turn, tlsConf, o.relayID, reg, log); err != nil {
+	if err := turnSrv.start(o.turn, tlsConf, o.relayID, o.mesh.region, reg, log, st, srv); err != nil {
 		return err
 	}
 	defer turnSrv.Close()
+	if ctl != nil {
+		ctl.publish(turnSrv.published(ctl.advHost))
+	}
 	if err := msh.startWith(srv, tlsConf); err != nil {
 		return err
 	}
@@ -175,9 +178,11 @@ func serve(o *options, log *slog.Logger) error {
 		case <-ctx.Done():
 		}
 	}()
+	turnDrained := turnSrv.drain(ctx, log) // alongside: calls go on while sessions move
 	if err := srv.Drain(ctx); err != nil {
 		log.Warn("drain ended early", "err", err)
 	}
+	<-turnDrained
 	cancel()
 	srv.Close()
 	<-served

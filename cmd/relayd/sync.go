@@ -25,6 +25,18 @@ type controlLink struct {
 	sync *control.Syncer
 	dir  *control.Directory
 	srv  atomic.Pointer[relay.Server]
+	// addrs are the addresses the directory registers; advHost is their
+	// host. publish adds to addrs before start.
+	addrs   map[string]string
+	advHost string
+}
+
+// publish adds addresses (TURN's) to those registered with controld; call
+// it before start.
+func (l *controlLink) publish(more map[string]string) {
+	for k, v := range more {
+		l.addrs[k] = v
+	}
 }
 
 // newControl prepares the link when --control-url is set (nil otherwise).
@@ -59,6 +71,8 @@ func newControl(o *options, st *storage.Store, kr *token.Keyring, listen string,
 		addrs["quic"] = "quic://" + adv
 	}
 	addrs["ws"] = scheme + "://" + adv + relay.WSPath
+	l.addrs = addrs
+	l.advHost, _, _ = net.SplitHostPort(adv)
 	l.dir, err = control.NewDirectory(control.DirectoryConfig{URL: o.controlURL, Credential: cred, Addresses: addrs,
 		Version: "dev", Keyring: kr, CacheFile: filepath.Join(o.dataDir, "keyring-cache.json"),
 		Load: func() int {

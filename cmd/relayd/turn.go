@@ -56,7 +56,13 @@ func turnFlags(fs *flag.FlagSet) *turnOptions {
 
 // turnHandle holds relayd's TURN server, if any. It exists before the
 // server does, so relay.Config.OnSessionEnded can name EndSession.
-type turnHandle struct{ srv atomic.Pointer[turn.Server] }
+type turnHandle struct {
+	srv   atomic.Pointer[turn.Server]
+	usage *usageRecorder // TURN usage into the outbox (set by start)
+	// The bound listener addresses (set by start, read after it).
+	udp, tls string
+	public   string // --turn-public-ip
+}
 
 // EndSession ends the session's TURN allocations and refuses its
 // credentials (relay.Config.OnSessionEnded).
@@ -66,25 +72,90 @@ func (h *turnHandle) EndSession(id string) {
 	}
 }
 
-// start starts TURN when --turn-listen is set.
-func (h *turnHandle) start(t *turnOptions, tlsConf *tls.Config, relayID string, reg prometheus.Registerer, log *slog.Logger) error {
-	s, _, err := startTURN(t, tlsConf, relayID, reg, log)
+// start starts TURN when --turn-listen is set; its usage goes into out
+// (the store's sync outbox) under the tenant tenants names.
+func (h *turnHandle) start(t *turnOptions, tlsConf *tls.Config, relayID, region string, reg prometheus.Registerer, log *slog.Logger,
+	out eventAppender, tenants tenantSource) error {
+	if t.listen == "" {
+		_, _, err := startTURN(t, tlsConf, nil, nil, reg, log)
+		return err
+	}
+	labels := prometheus.Labels{"relay": relayID, "region": region}
+	rec, err := newUsageRecorder(out, tenants, relayID, reg, labels, log)
+	if err != nil {
+		return err
+	}
+	s, _, err := startTURN(t, tlsConf, labels, rec.OnUsage, reg, log)
+	if err != nil {
+		return err
+	}
+	rec.start(s)
+	h.usage = rec
 	if s != nil {
 		h.srv.Store(s)
+		h.udp, _, h.tls = s.Addrs()
+		h.public = t.publicIP
 	}
 	return err
 }
 
-// Close closes the TURN server, if any.
+// published returns the TURN addresses relayd publishes to controld
+// ("turn": UDP and TCP, "turns": TLS, each host:port), host being
+// --turn-public-ip or else advHost, the host clients reach relayd by.
+// Empty when TURN is off.
+func (h *turnHandle) published(advHost string) map[string]string {
+	out := map[string]string{}
+	if h.srv.Load() == nil {
+		return out
+	}
+	host := advHost
+	if h.public != "" {
+		host = h.public
+	}
+	for k, a := range map[string]string{"turn": h.udp, "turns": h.tls} {
+		if _, port, err := net.SplitHostPort(a); err == nil && a != "" {
+			out[k] = net.JoinHostPort(host, port)
+		}
+	}
+	return out
+}
+
+// Close closes the TURN server, if any, and records the usage of the
+// allocations it closed.
 func (h *turnHandle) Close() {
 	if s := h.srv.Load(); s != nil {
 		s.Close()
 	}
+	if h.usage != nil {
+		h.usage.close()
+	}
+}
+
+// drain refuses new allocations and waits, until ctx ends, for the live
+// ones to finish (relayd's drain on SIGTERM); the channel is closed when
+// it is done. Without TURN it is closed at once.
+func (h *turnHandle) drain(ctx context.Context, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	s := h.srv.Load()
+	if s == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		n := s.Allocations()
+		if err := s.Drain(ctx); err != nil {
+			log.Warn("turn drain ended with allocations left", "at_start", n, "left", s.Allocations())
+			return
+		}
+		log.Info("turn drained", "allocations_at_start", n)
+	}()
+	return done
 }
 
 // startTURN starts the TURN server when --turn-listen is set. The returned
 // server is nil when TURN is off; stop closes it (and is always safe).
-func startTURN(t *turnOptions, tlsConf *tls.Config, relayID string, reg prometheus.Registerer, log *slog.Logger) (srv *turn.Server, stop func(), err error) {
+func startTURN(t *turnOptions, tlsConf *tls.Config, labels prometheus.Labels, onUsage func(turn.Usage), reg prometheus.Registerer, log *slog.Logger) (srv *turn.Server, stop func(), err error) {
 	stop = func() {}
 	if t.listen == "" {
 		if t.tlsListen != "" {
@@ -107,7 +178,8 @@ func startTURN(t *turnOptions, tlsConf *tls.Config, relayID string, reg promethe
 		UnauthRatePerIP:          t.perIP,
 		Logger:                   log,
 		Registerer:               reg,
-		Labels:                   prometheus.Labels{"relay": relayID},
+		Labels:                   labels,
+		OnUsage:                  onUsage,
 	}
 	if cfg.PublicIP, err = optIP(t.publicIP, "--turn-public-ip"); err != nil {
 		return nil, stop, err

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +33,8 @@ func TestTURNInRelayd(t *testing.T) {
 	tcp.Close()
 	udp.Close()
 	rd := startRelayd(t, dir, keyring, addr, "--turn-listen", turnAddr, "--turn-secret-file", secretFile,
-		"--turn-allow-peers", "127.0.0.0/8", "--turn-udp-sockets", "2", "--relay-id", "relay-a")
+		"--turn-allow-peers", "127.0.0.0/8", "--turn-udp-sockets", "2", "--relay-id", "relay-a", "--region", "lab",
+		"--drain-timeout", "60s")
 	ops := "http://" + <-rd.ops
 
 	creds := &turn.Credentials{Secrets: [][]byte{[]byte(secret)}}
@@ -74,12 +76,69 @@ func TestTURNInRelayd(t *testing.T) {
 		t.Fatalf("peer got %q, %v", buf[:n], err)
 	}
 	_, metrics := get(t, ops+"/metrics")
-	for _, want := range []string{`stapes_turn_allocations{relay="relay-a"} 1`, `stapes_turn_relayed_packets_total{direction="to_peer",relay="relay-a"} 1`} {
+	for _, want := range []string{`stapes_turn_allocations{region="lab",relay="relay-a"} 1`, `stapes_turn_relayed_packets_total{direction="to_peer",region="lab",relay="relay-a"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 	if strings.Contains(metrics, "sess-relayd") {
 		t.Error("/metrics names a session")
+	}
+
+	// SIGTERM: new allocations are refused while the live one goes on
+	// relaying; relayd exits when it ends, long before --drain-timeout.
+	if err := rd.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	refused := false
+	for i := 0; i < 100 && !refused; i++ {
+		conn2, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: turnAddr, TURNServerAddr: turnAddr, Conn: conn2,
+			Username: user, Password: pass, Realm: turn.DefaultRealm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Listen(); err != nil {
+			t.Fatal(err)
+		}
+		if rc2, err := c2.Allocate(); err != nil {
+			refused = strings.Contains(err.Error(), "486")
+			if !refused {
+				t.Fatalf("allocation while draining: %v, want 486", err)
+			}
+		} else {
+			rc2.Close() // before the drain began: let it go
+			time.Sleep(20 * time.Millisecond)
+		}
+		c2.Close()
+		conn2.Close()
+	}
+	if !refused {
+		t.Fatal("new allocations still accepted after SIGTERM")
+	}
+	if _, err := relayConn.WriteTo([]byte("still relaying"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, _, err := peer.ReadFrom(buf); err != nil || string(buf[:n]) != "still relaying" {
+		t.Fatalf("draining relay: peer got %q, %v", buf[:n], err)
+	}
+	select {
+	case err := <-rd.exit:
+		t.Fatalf("relayd exited (%v) with an allocation live", err)
+	default:
+	}
+	relayConn.Close()
+	c.Close()
+	select {
+	case err := <-rd.exit:
+		if err != nil {
+			t.Fatalf("relayd exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("relayd did not exit once its last allocation ended")
 	}
 }

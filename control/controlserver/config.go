@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stapes-relay/stapes/control/pgstore"
 	"github.com/stapes-relay/stapes/control/pgstore/password"
+	"github.com/stapes-relay/stapes/turn"
 )
 
 // MinSecretLen is the shortest Config.Secret accepted, in bytes.
@@ -40,6 +41,14 @@ type Config struct {
 	// SessionTokenTTL is the lifetime of the relay session tokens minted
 	// by POST /v1/sessions. Default 1h.
 	SessionTokenTTL time.Duration
+
+	// TURNSecrets are the relays' TURN REST shared secrets, newest first
+	// (the first mints; the same file relayd reads). With them, a session
+	// answer carries ice_servers for the session's relay — its published
+	// "turn" and "turns" addresses — with a credential for that session
+	// ("expiry:session") that expires with the session tokens. Default
+	// none: no ice_servers.
+	TURNSecrets [][]byte
 
 	// RelayLiveness is how recent a relay's last heartbeat must be for it
 	// to count as live. Default 30s.
@@ -208,6 +217,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: HeartbeatInterval (%v) must be shorter than RelayLiveness (%v)", ErrInvalidConfig, c.HeartbeatInterval, c.RelayLiveness)
 	case c.SessionTokenTTL > 24*time.Hour:
 		return fmt.Errorf("%w: SessionTokenTTL above 24h", ErrInvalidConfig)
+	case len(c.TURNSecrets) > 0 && (&turn.Credentials{Secrets: c.TURNSecrets}).Check() != nil:
+		return fmt.Errorf("%w: TURNSecrets: %w", ErrInvalidConfig, (&turn.Credentials{Secrets: c.TURNSecrets}).Check())
 	case len(c.InstanceID) > 128:
 		return fmt.Errorf("%w: InstanceID is longer than 128 bytes", ErrInvalidConfig)
 	}

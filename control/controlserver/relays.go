@@ -31,6 +31,11 @@ func checkAddresses(a map[string]string) error {
 			return badRequest("addresses must map a transport name (1 to 32 bytes) to an address of at most 512 bytes")
 		}
 	}
+	for _, k := range []string{addrTURN, addrTURNS} {
+		if v, ok := a[k]; ok && !checkTURNAddress(v) {
+			return badRequest("addresses.%s must be host:port", k)
+		}
+	}
 	if ws, ok := a["ws"]; ok {
 		if u, err := url.Parse(ws); err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
 			return badRequest("addresses.ws must be a ws:// or wss:// URL")

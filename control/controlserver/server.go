@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stapes-relay/stapes/control/pgstore"
+	"github.com/stapes-relay/stapes/turn"
 )
 
 // Server is controld's HTTP API. Its Handler is safe for concurrent use.
@@ -22,7 +23,8 @@ type Server struct {
 	limits *limiters
 	pubMap publicMapCache
 	mux    *http.ServeMux
-	routes []string // every registered pattern, "METHOD /path"
+	routes []string          // every registered pattern, "METHOD /path"
+	turn   *turn.Credentials // mints TURN credentials; nil without Config.TURNSecrets
 
 	dummyOnce sync.Once
 	dummyHash string // checked against when a login names no account, so timing does not tell
@@ -54,6 +56,9 @@ func New(cfg Config) (*Server, error) {
 		m:      m,
 		limits: newLimiters(&cfg),
 		mux:    http.NewServeMux(),
+	}
+	if len(cfg.TURNSecrets) > 0 {
+		s.turn = &turn.Credentials{Secrets: cfg.TURNSecrets, Now: cfg.Now, MaxTTL: 24 * time.Hour}
 	}
 	s.routeAll()
 	return s, nil

@@ -73,6 +73,9 @@ type sessionAnswer struct {
 	Device         *deviceView `json:"device,omitempty"`
 	// Placement says how the relay was chosen (new sessions only).
 	Placement *placementView `json:"placement,omitempty"`
+	// ICEServers: the session's relay's TURN, with a credential for this
+	// session (turncreds.go); absent without TURN.
+	ICEServers []iceServer `json:"ice_servers,omitempty"`
 }
 
 // createSession creates a fitting session for a patient in the
@@ -179,6 +182,9 @@ func (s *Server) mint(x pgstore.Session, clinician string, signer *token.Signer,
 	if dev != nil {
 		v := viewDevice(*dev)
 		ans.Device = &v
+	}
+	if ans.ICEServers, err = s.iceServers(x, node, ans.ExpiresAt); err != nil {
+		return nil, err
 	}
 	return ans, nil
 }
