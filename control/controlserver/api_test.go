@@ -137,7 +137,7 @@ func TestSessionTokensVerifyWithRelayKeys(t *testing.T) {
 			t.Fatalf("%s token: %v", side.role, err)
 		}
 		want := token.Claims{Tenant: "t1", Subject: side.subject, Role: side.role, Session: s.SessionID, Device: "t1-SN1",
-			Model: "m1", Expiry: c.IssuedAt + 3600, IssuedAt: c.IssuedAt, ID: c.ID, KeyID: s.KeyID}
+			Model: "m1", Relay: "r1", Expiry: c.IssuedAt + 3600, IssuedAt: c.IssuedAt, ID: c.ID, KeyID: s.KeyID}
 		if c != want || c.ID == "" {
 			t.Fatalf("%s claims = %+v, want %+v", side.role, c, want)
 		}
