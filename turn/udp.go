@@ -25,6 +25,7 @@ type udpSock struct {
 	clients map[netip.AddrPort]*allocation
 
 	addrs map[netip.AddrPort]*net.UDPAddr // reader goroutine only: pion wants net.Addr values
+	batch *batchReader                    // reader goroutine only: recvmmsg (nil: one datagram per read)
 
 	closeOnce sync.Once
 	doneOnce  sync.Once
@@ -37,7 +38,8 @@ const maxAddrCache = 1 << 16
 
 func newUDPSock(s *Server, c *net.UDPConn) *udpSock {
 	la := *c.LocalAddr().(*net.UDPAddr)
-	return &udpSock{s: s, conn: c, laddr: &la, clients: map[netip.AddrPort]*allocation{}, addrs: map[netip.AddrPort]*net.UDPAddr{}}
+	return &udpSock{s: s, conn: c, laddr: &la, clients: map[netip.AddrPort]*allocation{}, addrs: map[netip.AddrPort]*net.UDPAddr{},
+		batch: newBatchReader(c)}
 }
 
 func (u *udpSock) attach(a *allocation) {
@@ -65,7 +67,18 @@ func (u *udpSock) lookup(ap netip.AddrPort) *allocation {
 // once the socket is closed (pion's loop ends on any error).
 func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, ap, err := u.conn.ReadFromUDPAddrPort(p)
+		var (
+			b   []byte
+			ap  netip.AddrPort
+			err error
+		)
+		if u.batch != nil {
+			b, ap, err = u.batch.next() // the datagram stays in the batch's buffer
+		} else {
+			var n int
+			n, ap, err = u.conn.ReadFromUDPAddrPort(p)
+			b = p[:n]
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				u.doneOnce.Do(u.s.loops.Done)
@@ -74,18 +87,17 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue // transient (ICMP-induced) errors must not end the loop
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		b := p[:n]
-		if n >= 4 && b[0]&0xC0 == 0x40 {
+		if len(b) >= 4 && b[0]&0xC0 == 0x40 {
 			u.channelData(b, ap)
 			continue
 		}
-		if n >= len(p) {
+		if len(b) >= len(p) || len(b) > MaxPacket {
 			continue // truncated
 		}
 		if !u.s.inspect(b, clientKey{ap: ap}) {
 			continue
 		}
-		return n, u.addrOf(ap), nil
+		return copy(p, b), u.addrOf(ap), nil
 	}
 }
 

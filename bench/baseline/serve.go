@@ -14,16 +14,20 @@ import (
 )
 
 // Modes of Serve.
-var Modes = []string{"forward", "gorilla-echo", "coder-echo", "pion-turn"}
+var Modes = []string{"forward", "gorilla-echo", "coder-echo", "pion-turn", "udp-sink"}
 
 // Serve runs a baseline server on loopback until ctx ends: "forward" is
 // the WebSocket forwarder and echo over TLS on TCP plus the QUIC forwarder
 // and echo on UDP, on the same port (tlsConf required); "gorilla-echo" and
 // "coder-echo" are plain-HTTP WebSocket echo servers. ready is called with
-// the address once it listens. "pion-turn" is ServeTURN.
+// the address once it listens. "pion-turn" is ServeTURN, "udp-sink"
+// ServeUDPSink.
 func Serve(ctx context.Context, mode string, tlsConf *tls.Config, ready func(addr string)) error {
 	if mode == "pion-turn" {
 		return ServeTURN(ctx, ready)
+	}
+	if mode == "udp-sink" {
+		return ServeUDPSink(ctx, ready)
 	}
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -79,6 +79,7 @@ func runTURN(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult) 
 		startCoturn(ctx, e),
 		startPionTURN(ctx, e),
 	}
+	sink := startSink(ctx, e)
 	done()
 	rates := turnRateList(o)
 	for rep := range o.Repeat {
@@ -117,11 +118,15 @@ func runTURN(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult) 
 			}
 			l.Close()
 		}
+		if err := runSinks(ctx, e, o, sink, rates, rep, res); err != nil {
+			return err
+		}
 	}
 	turnChecks(res, rates)
 	res.Notes = append(res.Notes,
 		"delivered_pct is received/sent×100; loss is its complement. A server that falls behind loses packets in its socket buffers (all three get the same buffers the kernel grants them; stapes asks for 4 MiB).",
 		"CPU 'server' is the TURN server process (relayd, turnserver, or `stapes bench _serve pion-turn`); 'harness' is the load tool.",
+		"sink-* is the single-socket Go packet sink (`stapes bench _serve udp-sink`): the same datagrams straight to one socket read by one goroutine and dropped. Issue 7's forwarding goal (≥ 0.8× its packets per core) is CPU per packet ≤ 1.25× the sink's.",
 		"stapes relays ChannelData on its own fast path (no per-packet allocation); coturn and pion relay through their general paths.")
 	return nil
 }
@@ -140,6 +145,17 @@ func turnChecks(res *bench.ScenarioResult, rates []float64) {
 				Goal: bench.Goal{Op: "<=", Target: 1, Unit: "×"}},
 			bench.Check{Name: "@" + rl + "/s: delivered vs pion/turn", Metric: "delivered_pct", Ours: "stapes-" + rl, Baseline: "pion-" + rl},
 			bench.Check{Name: "@" + rl + "/s: CPU per packet vs pion/turn", Metric: "cpu_server_us_per_op", Ours: "stapes-" + rl, Baseline: "pion-" + rl},
+		)
+	}
+	for _, r := range rates {
+		rl := rateLabel(r)
+		// Issue 7: forwarding ≥ 0.8× the sink's packets per core, i.e.
+		// CPU per packet ≤ 1.25× the sink's, with < 0.1% loss.
+		res.Checks = append(res.Checks,
+			bench.Check{Name: "@" + rl + "/s: CPU per packet vs the Go packet sink", Metric: "cpu_server_us_per_op", Ours: "stapes-" + rl, Baseline: "sink-" + rl,
+				Goal: bench.Goal{Op: "<=", Target: 1.25, Unit: "×"}},
+			bench.Check{Name: "@" + rl + "/s: delivered vs the Go packet sink", Metric: "delivered_pct", Ours: "stapes-" + rl, Baseline: "sink-" + rl,
+				Goal: bench.Goal{Op: ">=", Target: 0.999, Unit: "×"}},
 		)
 	}
 	top := rateLabel(rates[len(rates)-1])
