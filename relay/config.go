@@ -79,7 +79,9 @@ type Config struct {
 	// ReplicaTimeout bounds one replication round trip. Default 2s.
 	ReplicaTimeout time.Duration
 	// ProbeTimeout bounds asking a session's home whether it is alive
-	// before taking the session over. Default 500ms.
+	// before taking the session over (peers of a region are close, and
+	// links are kept warm, so a live home answers in milliseconds).
+	// Default 300ms.
 	ProbeTimeout time.Duration
 	// OnSessionEnded, if set, is called after EndSession ended a session
 	// (relayd ends its TURN allocations there).
@@ -164,7 +166,7 @@ func (c *Config) ensureDefaults() error {
 		c.ReplicaTimeout = 2 * time.Second
 	}
 	if c.ProbeTimeout <= 0 {
-		c.ProbeTimeout = 500 * time.Millisecond
+		c.ProbeTimeout = 300 * time.Millisecond
 	}
 	if c.Cluster != nil && len(c.PeerSecret) < 16 {
 		return fmt.Errorf("%w: replication (Cluster) needs a PeerSecret of at least 16 bytes", ErrConfig)

@@ -444,7 +444,7 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 				return 0, url, nil
 			}
 		}
-		if url := s.locate(ctx, id); url != "" {
+		if url := s.locate(ctx, id, seen); url != "" {
 			return 0, url, nil
 		}
 		if seen == 0 && lastSeq == 0 {
@@ -551,7 +551,7 @@ var errNotHere = errors.New("relay: the session lives on another relay, none of 
 // does not know and returns the client URL of the relay with the newest
 // record of it: the home, or a replica (which sends the client on to a
 // live home, or takes the session over). "" if none knows it.
-func (s *Server) locate(ctx context.Context, id string) string {
+func (s *Server) locate(ctx context.Context, id string, seen uint64) string {
 	type answer struct {
 		p   Peer
 		rep *peerwire.Msg
@@ -579,6 +579,9 @@ func (s *Server) locate(ctx context.Context, id string) string {
 		a := <-ch
 		if a.rep != nil && (best == nil || a.rep.Epoch > best.rep.Epoch || (a.rep.Epoch == best.rep.Epoch && a.rep.Head > best.rep.Head)) {
 			best = &a
+		}
+		if best != nil && best.rep.Home == best.p.ID && best.rep.Epoch >= seen {
+			break // the live home itself answered: no need to wait for the rest (a dead peer would cost ProbeTimeout)
 		}
 	}
 	if best == nil {
