@@ -103,9 +103,18 @@ func TestDrainHandsSessionsOver(t *testing.T) {
 	}
 	// Every session lives on b now, and each patient got each message once.
 	for _, p := range ps {
-		w, ok := p.pat.Welcome()
-		if !ok || w.URL == a.WSURL || w.Epoch < 2 {
-			t.Fatalf("%s: patient on %s epoch %d (connected %v), want b at epoch ≥ 2", p.id, w.URL, w.Epoch, ok)
+		// The patient may be between connections (it follows the GOAWAY
+		// on its own schedule): wait for it to be on b.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			w, ok := p.pat.Welcome()
+			if ok && w.URL != a.WSURL && w.Epoch >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: patient on %s epoch %d (connected %v), want b at epoch ≥ 2", p.id, w.URL, w.Epoch, ok)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 		seen := map[string]bool{}
 		for len(seen) < 8 {
