@@ -302,6 +302,10 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 		}
 		return b, nil
 	}
+	chains, err := s.readChains(ctx, recs)
+	if err != nil {
+		return b, err
+	}
 	for _, r := range recs {
 		if ev := r.Event; ev != nil {
 			tenant := ev.Tenant
@@ -332,13 +336,8 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 			return b, err
 		}
 		n := len(b.Records)
-		err = s.cfg.Outbox.ReadChain(ctx, r.Session, r.First-1, r.Last, 0, func(seq uint64, hash, frame []byte) error {
-			b.Records = append(b.Records, syncproto.Record{Tenant: tenant, Session: r.Session, Seq: seq,
-				Hash: append([]byte(nil), hash...), Frame: append([]byte(nil), frame...)})
-			return nil
-		})
-		if err != nil {
-			return b, err
+		for _, e := range chains.entries(r.Session, r.First, r.Last) {
+			b.Records = append(b.Records, syncproto.Record{Tenant: tenant, Session: r.Session, Seq: e.seq, Hash: e.hash, Frame: e.frame})
 		}
 		if got := uint64(len(b.Records) - n); got != r.Last-r.First+1 {
 			// The record's entries are not all readable: never acknowledge
@@ -352,6 +351,85 @@ func (s *Syncer) build(ctx context.Context, after uint64) (syncproto.Batch, erro
 		b.Pos = r.Pos
 	}
 	return b, nil
+}
+
+// chainEntry is one log entry read for a batch.
+type chainEntry struct {
+	seq         uint64
+	hash, frame []byte
+}
+
+// batchChains holds, per session, the entries of a batch's records, read
+// with one store read per session (a batch holds many small group commits
+// of few sessions: one iterator per record was most of the syncer's cost).
+type batchChains struct {
+	bySession map[string][]chainEntry // ascending seq from first[session]
+	first     map[string]uint64
+}
+
+// entries returns the entries first..last of a session as read (fewer if
+// not all were readable).
+func (c *batchChains) entries(session string, first, last uint64) []chainEntry {
+	es, base := c.bySession[session], c.first[session]
+	if first < base {
+		return nil
+	}
+	lo := first - base
+	if lo >= uint64(len(es)) {
+		return nil
+	}
+	hi := min(last-base+1, uint64(len(es)))
+	out := es[lo:hi]
+	for i, e := range out {
+		if e.seq != first+uint64(i) {
+			return out[:i]
+		}
+	}
+	return out
+}
+
+// readChains reads every log range of recs, one read per session, into
+// one arena of bytes.
+func (s *Syncer) readChains(ctx context.Context, recs []storage.OutboxRecord) (*batchChains, error) {
+	c := &batchChains{bySession: map[string][]chainEntry{}, first: map[string]uint64{}}
+	last := map[string]uint64{}
+	var order []string
+	for _, r := range recs {
+		if r.Event != nil {
+			continue
+		}
+		if f, ok := c.first[r.Session]; !ok || r.First < f {
+			if !ok {
+				order = append(order, r.Session)
+			}
+			c.first[r.Session] = r.First
+		}
+		last[r.Session] = max(last[r.Session], r.Last)
+	}
+	var arena []byte
+	for _, session := range order {
+		first := c.first[session]
+		var es []chainEntry
+		err := s.cfg.Outbox.ReadChain(ctx, session, first-1, last[session], 0, func(seq uint64, hash, frame []byte) error {
+			if need := len(hash) + len(frame); cap(arena)-len(arena) < need {
+				arena = make([]byte, 0, max(1<<20, need))
+			}
+			start := len(arena)
+			arena = append(arena, hash...)
+			arena = append(arena, frame...)
+			e := chainEntry{seq: seq, frame: arena[start+len(hash) : len(arena) : len(arena)]}
+			if hash != nil {
+				e.hash = arena[start : start+len(hash) : start+len(hash)]
+			}
+			es = append(es, e)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.bySession[session] = es
+	}
+	return c, nil
 }
 
 func (s *Syncer) tenant(ctx context.Context, session string) (string, error) {
