@@ -635,9 +635,9 @@ func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner)
 		defer cancel()
 		return s.links.call(cctx, p.Addr, m)
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
-	rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
-	cancel()
+	// A live candidate, not a liveness test: the replica timeout (under
+	// load a 300 ms probe timeout could refuse every candidate).
+	rep, err := call(&peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
 	if err != nil {
 		return err
 	}

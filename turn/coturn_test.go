@@ -55,10 +55,19 @@ func TestCoturnClientInterop(t *testing.T) {
 				lost, _ := strconv.Atoi(string(m[1]))
 				nsent, _ = strconv.Atoi(string(tot[1]))
 				nrecv, _ := strconv.Atoi(string(tot[2]))
-				if nsent >= 40 && nrecv >= nsent && lost == 0 {
+				// Over TLS, uclient picks a random TLS version per
+				// connection attempt (TLS 1.0–1.3) and gives up after a
+				// few; stapes refuses below 1.2, so one of its two clients
+				// may never connect. One client relaying all its messages
+				// proves TLS interop.
+				want, attempts := 40, 2
+				if tc.name == "tls" {
+					want, attempts = 20, 3
+				}
+				if nsent >= want && nrecv >= nsent && lost == 0 {
 					break
 				}
-				if attempt == 2 {
+				if attempt == attempts {
 					t.Fatalf("uclient sent %d, received %d, lost %d:\n%s", nsent, nrecv, lost, out)
 				}
 				t.Logf("uclient attempt %d: sent %d, received %d, lost %d; retrying", attempt, nsent, nrecv, lost)
