@@ -160,7 +160,10 @@ func (s *Server) EndSession(ctx context.Context, tenant, id, reason string) erro
 	}
 	s.mu.Unlock()
 	if sess != nil {
-		for _, c := range sess.connList() {
+		sess.mu.Lock()
+		conns := sess.connList()
+		sess.mu.Unlock()
+		for _, c := range conns {
 			c.fail(fatalf(wire.CodeSessionClosed, "the fitting session has ended"))
 		}
 	}
