@@ -281,74 +281,90 @@ func (s *session) replicaPeer(exclude map[string]bool) (Peer, bool) {
 
 func (s *session) replicateTo(p Peer, entries []wire.LogEntry, meta map[string][]byte) error {
 	srv := s.srv
-	m := &peerwire.Msg{Type: peerwire.TypeReplicate, Session: s.id, Tenant: s.tenant, Epoch: s.epoch,
-		Home: srv.cfg.RelayID, URL: srv.cfg.SelfURL, Prev: entries[0].Seq - 1, Entries: toPeerEntries(entries)}
+	var pm []peerwire.Meta
 	for name, blob := range meta {
 		if strings.HasPrefix(name, "owner/") || strings.HasPrefix(name, "session/") {
 			continue // the replica writes its own
 		}
-		m.Meta = append(m.Meta, peerwire.Meta{Name: name, Blob: blob})
+		pm = append(pm, peerwire.Meta{Name: name, Blob: blob})
 	}
+	m := srv.replicateMsg(s.id, s.tenant, s.epoch, entries[0].Seq-1, entries, pm)
 	for round := 0; round < 64; round++ {
-		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.ReplicaTimeout)
-		rep, err := srv.links.call(ctx, p.Addr, m)
-		cancel()
+		rep, err := srv.callPeer(srv.ctx, p, m, srv.cfg.ReplicaTimeout)
 		if err != nil {
 			return err
 		}
 		switch rep.Status {
 		case peerwire.StatusOK:
 			return nil
-		case peerwire.StatusStale:
-			return &staleError{owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}}
 		case peerwire.StatusGap:
 			// The replica lacks earlier entries (a new replica): send
 			// them first, then the batch again.
-			if err := s.catchUp(p, rep.Head, m.Prev); err != nil {
+			if err := srv.pushEntries(srv.ctx, p, s.id, s.tenant, s.epoch, rep.Head, m.Prev); err != nil {
 				return err
 			}
+			srv.met.catchUps.Inc()
 		default:
-			return fmt.Errorf("relay: replica %s refused (status %d): %s", p.ID, rep.Status, rep.Reason)
+			return replyError(p, rep)
 		}
 	}
 	return fmt.Errorf("relay: replica %s: catch-up does not converge", p.ID)
 }
 
-// catchUp sends the replica the committed entries (from, upto].
-func (s *session) catchUp(p Peer, from, upto uint64) error {
-	srv := s.srv
+// replicateMsg is a Replicate request from this relay as the session's
+// home: entries following prev, and meta to commit with them.
+func (s *Server) replicateMsg(id, tenant string, epoch, prev uint64, entries []wire.LogEntry, meta []peerwire.Meta) *peerwire.Msg {
+	return &peerwire.Msg{Type: peerwire.TypeReplicate, Session: id, Tenant: tenant, Epoch: epoch,
+		Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Prev: prev, Entries: toPeerEntries(entries), Meta: meta}
+}
+
+// callPeer sends one request to p, bounded by timeout.
+func (s *Server) callPeer(ctx context.Context, p Peer, m *peerwire.Msg, timeout time.Duration) (*peerwire.Msg, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return s.links.call(cctx, p.Addr, m)
+}
+
+// probePeer asks p what it knows of a session, within ProbeTimeout.
+func (s *Server) probePeer(ctx context.Context, p Peer, id string) (*peerwire.Msg, error) {
+	return s.callPeer(ctx, p, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id}, s.cfg.ProbeTimeout)
+}
+
+// writeOwner records a session's owner outside the session's own
+// commits. Caller holds the session's stripe.
+func (s *Server) writeOwner(ctx context.Context, id string, o owner) error {
+	return s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): o.encode()})
+}
+
+// pushEntries sends p the committed entries (from, upto] of a session, in
+// chunks, each with the session's device state; a replica that says it
+// lacks earlier entries (gap) gets them from where it stands.
+func (s *Server) pushEntries(ctx context.Context, p Peer, id, tenant string, epoch, from, upto uint64) error {
+	dm, err := s.deviceMeta(ctx, id)
+	if err != nil {
+		return err
+	}
 	for from < upto {
-		es, err := srv.readEntries(srv.ctx, s.id, from, upto, 512)
+		es, err := s.readEntries(ctx, id, from, upto, 512)
 		if err != nil {
 			return err
 		}
 		if len(es) == 0 {
-			return fmt.Errorf("relay: catch-up of %s: entries after %d unreadable", s.id, from)
+			return fmt.Errorf("relay: sending %s to %s: entries after %d unreadable", id, p.ID, from)
 		}
-		dm, err := srv.deviceMeta(srv.ctx, s.id)
-		if err != nil {
-			return err
-		}
-		m := &peerwire.Msg{Type: peerwire.TypeReplicate, Session: s.id, Tenant: s.tenant, Epoch: s.epoch,
-			Home: srv.cfg.RelayID, URL: srv.cfg.SelfURL, Prev: from, Entries: toPeerEntries(es), Meta: dm}
-		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.ReplicaTimeout)
-		rep, err := srv.links.call(ctx, p.Addr, m)
-		cancel()
+		rep, err := s.callPeer(ctx, p, s.replicateMsg(id, tenant, epoch, from, es, dm), s.cfg.ReplicaTimeout)
 		if err != nil {
 			return err
 		}
 		switch rep.Status {
 		case peerwire.StatusOK:
 			from = es[len(es)-1].Seq
-		case peerwire.StatusStale:
-			return &staleError{owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}}
 		case peerwire.StatusGap:
 			from = rep.Head
 		default:
-			return fmt.Errorf("relay: replica %s refused catch-up (status %d): %s", p.ID, rep.Status, rep.Reason)
+			return replyError(p, rep)
 		}
 	}
-	srv.met.catchUps.Inc()
 	return nil
 }
 
@@ -397,7 +413,7 @@ func (s *session) fenced(st *staleError) {
 	srv.met.fenced.Inc()
 	lk := srv.stripes.of(s.id)
 	lk.Lock()
-	if err := srv.cfg.Store.Commit(srv.ctx, srv.ownerStoreSession(s.id), nil, map[string][]byte{ownerMeta(s.id): st.o.encode()}); err != nil {
+	if err := srv.writeOwner(srv.ctx, s.id, st.o); err != nil {
 		srv.log.Warn("recording the new owner failed", "session", s.id, "err", err)
 	}
 	lk.Unlock()
@@ -474,9 +490,7 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 		if !live {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
-		rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
-		cancel()
+		rep, err := s.probePeer(ctx, p, id)
 		if err == nil && rep.Status == peerwire.StatusHandoff {
 			handoff = true // the home drains and hands the session over
 			continue
@@ -500,7 +514,7 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 	}
 	// The home is gone: take over, above every epoch anyone has seen.
 	n := owner{epoch: max(o.epoch, seen) + 1, home: s.cfg.RelayID, url: s.cfg.SelfURL}
-	if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): n.encode()}); err != nil {
+	if err := s.writeOwner(ctx, id, n); err != nil {
 		return 0, "", err
 	}
 	s.met.takeovers.Inc()
@@ -530,9 +544,7 @@ func (s *Server) askPlaced(ctx context.Context, id, placed string) string {
 	if !live {
 		return ""
 	}
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
-	rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
-	cancel()
+	rep, err := s.probePeer(ctx, p, id)
 	switch {
 	case err != nil || rep.Status == peerwire.StatusHandoff:
 		return ""
@@ -565,9 +577,7 @@ func (s *Server) locate(ctx context.Context, id string, seen uint64) string {
 	ch := make(chan answer, len(peers))
 	for _, p := range peers {
 		go func() {
-			pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
-			defer cancel()
-			rep, err := s.links.call(pctx, p.Addr, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
+			rep, err := s.probePeer(ctx, p, id)
 			if err != nil || rep.Status != peerwire.StatusOK {
 				rep = nil
 			}
@@ -630,11 +640,7 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 }
 
 func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner) error {
-	call := func(m *peerwire.Msg) (*peerwire.Msg, error) {
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
-		defer cancel()
-		return s.links.call(cctx, p.Addr, m)
-	}
+	call := func(m *peerwire.Msg) (*peerwire.Msg, error) { return s.callPeer(ctx, p, m, s.cfg.ReplicaTimeout) }
 	// A live candidate, not a liveness test: the replica timeout (under
 	// load a 300 ms probe timeout could refuse every candidate).
 	rep, err := call(&peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
@@ -643,7 +649,7 @@ func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner)
 	}
 	if rep.Status == peerwire.StatusOK && newer(rep.Epoch, rep.Home, o.epoch, o.home) && rep.Home != s.cfg.RelayID {
 		n := owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}
-		if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): n.encode()}); err != nil {
+		if err := s.writeOwner(ctx, id, n); err != nil {
 			return err
 		}
 		return &staleError{n}
@@ -678,30 +684,14 @@ func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner)
 	if rep.Status == peerwire.StatusOK {
 		from = rep.Head
 	}
-	for from < head {
-		es, err := s.readEntries(ctx, id, from, head, 512)
-		if err != nil {
-			return err
-		}
-		if len(es) == 0 {
-			return fmt.Errorf("relay: sync of %s: entries after %d unreadable", id, from)
-		}
-		r, err := call(&peerwire.Msg{Type: peerwire.TypeReplicate, Session: id, Tenant: tenant, Epoch: o.epoch,
-			Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Prev: from, Entries: toPeerEntries(es)})
-		if err != nil {
-			return err
-		}
-		if r.Status != peerwire.StatusOK {
-			return replyError(p, r)
-		}
-		from = es[len(es)-1].Seq
+	if err := s.pushEntries(ctx, p, id, tenant, o.epoch, from, head); err != nil {
+		return err
 	}
 	dm, err := s.deviceMeta(ctx, id)
 	if err != nil {
 		return err
 	}
-	r, err := call(&peerwire.Msg{Type: peerwire.TypeReplicate, Session: id, Tenant: tenant, Epoch: o.epoch,
-		Home: s.cfg.RelayID, URL: s.cfg.SelfURL, Prev: head, Meta: dm})
+	r, err := call(s.replicateMsg(id, tenant, o.epoch, head, nil, dm))
 	if err != nil {
 		return err
 	}
@@ -710,7 +700,7 @@ func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner)
 	}
 	if o.replica != p.ID {
 		o.replica = p.ID
-		if err := s.cfg.Store.Commit(ctx, s.ownerStoreSession(id), nil, map[string][]byte{ownerMeta(id): o.encode()}); err != nil {
+		if err := s.writeOwner(ctx, id, o); err != nil {
 			return err
 		}
 	}
