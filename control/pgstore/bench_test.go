@@ -33,11 +33,7 @@ func benchRows(batch int) []Message {
 }
 
 func messageSource(ms []Message) *rowSource {
-	return &rowSource{n: len(ms), i: -1, v: make([]any, len(messageBatch.cols)), fill: func(i int, v []any) {
-		r := &ms[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.Sender
-		v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, r.Payload, r.CreatedAt
-	}}
+	return newRowSource(&messageBatch, len(ms), messageRow(ms))
 }
 
 func reportRows(b *testing.B, rows int) {
@@ -63,11 +59,11 @@ func BenchmarkIngestMessagesStaged(b *testing.B) {
 	ctx := ctxT(b)
 	rows := 0
 	for i := 0; b.Loop(); i++ {
-		n, err := s.ingestStaged(ctx, &messageBatch, messageSource(benchRows(i)))
-		if err != nil || n != benchBatch {
-			b.Fatalf("ingestStaged = %d, %v", n, err)
+		c, err := s.ingestTx(ctx, syncSources(&SyncRows{Messages: benchRows(i)}), nil, true)
+		if err != nil || c.Messages != benchBatch {
+			b.Fatalf("staged ingest = %d, %v", c.Messages, err)
 		}
-		rows += int(n)
+		rows += int(c.Messages)
 	}
 	reportRows(b, rows)
 }

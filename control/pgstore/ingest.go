@@ -74,7 +74,6 @@ func createStaging(ctx context.Context, c *pgx.Conn) error {
 
 // batch describes the ingest of one kind of row.
 type batch struct {
-	op     string
 	target pgx.Identifier
 	stage  pgx.Identifier
 	cols   []string
@@ -83,7 +82,6 @@ type batch struct {
 
 var (
 	messageBatch = batch{
-		op:     "ingest messages",
 		target: pgx.Identifier{"public", "messages"},
 		stage:  pgx.Identifier{"pg_temp", "stage_messages"},
 		cols:   []string{"tenant_id", "session_id", "seq", "sender", "kind", "client_id", "payload", "created_at"},
@@ -93,7 +91,6 @@ var (
 			ON CONFLICT DO NOTHING`,
 	}
 	receiptBatch = batch{
-		op:     "ingest receipts",
 		target: pgx.Identifier{"public", "receipts"},
 		stage:  pgx.Identifier{"pg_temp", "stage_receipts"},
 		cols:   []string{"tenant_id", "session_id", "seq", "ref_seq", "stage", "reason", "acker", "created_at"},
@@ -103,7 +100,6 @@ var (
 			ON CONFLICT DO NOTHING`,
 	}
 	auditBatch = batch{
-		op:     "ingest audit",
 		target: pgx.Identifier{"public", "audit_log"},
 		stage:  pgx.Identifier{"pg_temp", "stage_audit"},
 		cols:   []string{"tenant_id", "session_id", "seq", "prev_hash", "hash", "entry", "chain_broken", "created_at"},
@@ -155,21 +151,7 @@ func (s *Store) IngestSync(ctx context.Context, rows *SyncRows) (SyncCounts, err
 		return c, nil
 	}
 	srcs := syncSources(rows)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		for i, src := range srcs {
-			if src.n == 0 {
-				continue
-			}
-			n, err := tx.CopyFrom(ctx, src.b.target, src.b.cols, src)
-			if err != nil {
-				return err
-			}
-			*c.field(i) = n
-		}
-		var err error
-		c.Events, err = insertEvents(ctx, tx, rows.Events)
-		return err
-	})
+	c, err := s.ingestTx(ctx, srcs, rows.Events, false)
 	if err == nil {
 		return c, nil
 	}
@@ -177,13 +159,32 @@ func (s *Store) IngestSync(ctx context.Context, rows *SyncRows) (SyncCounts, err
 		return SyncCounts{}, wrap("ingest sync batch", err)
 	}
 	s.fallbacks.Add(1)
-	c = SyncCounts{}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
+	s.log.Debug("batch overlaps stored rows; taking the idempotent path", "audit", len(rows.Audit), "messages", len(rows.Messages), "receipts", len(rows.Receipts))
+	if c, err = s.ingestTx(ctx, srcs, rows.Events, true); err != nil {
+		return SyncCounts{}, wrap("ingest sync batch", err)
+	}
+	return c, nil
+}
+
+// ingestTx stores a batch in one transaction: each source by a plain
+// COPY into its target table, or (staged) by COPY into its staging table
+// and INSERT … ON CONFLICT DO NOTHING; then the events.
+func (s *Store) ingestTx(ctx context.Context, srcs []*rowSource, events []SessionEvent, staged bool) (SyncCounts, error) {
+	var c SyncCounts
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i, src := range srcs {
 			if src.n == 0 {
 				continue
 			}
 			src.i = -1
+			if !staged {
+				n, err := tx.CopyFrom(ctx, src.b.target, src.b.cols, src)
+				if err != nil {
+					return err
+				}
+				*c.field(i) = n
+				continue
+			}
 			if _, err := tx.CopyFrom(ctx, src.b.stage, src.b.cols, src); err != nil {
 				return err
 			}
@@ -194,13 +195,10 @@ func (s *Store) IngestSync(ctx context.Context, rows *SyncRows) (SyncCounts, err
 			*c.field(i) = tag.RowsAffected()
 		}
 		var err error
-		c.Events, err = insertEvents(ctx, tx, rows.Events)
+		c.Events, err = insertEvents(ctx, tx, events)
 		return err
 	})
-	if err != nil {
-		return SyncCounts{}, wrap("ingest sync batch", err)
-	}
-	return c, nil
+	return c, err
 }
 
 func (c *SyncCounts) field(i int) *int64 {
@@ -273,71 +271,27 @@ func insertEvents(ctx context.Context, tx pgx.Tx, evs []SessionEvent) (int64, er
 }
 
 // IngestMessages stores a batch of messages idempotently, in one
-// transaction, keyed by (tenant_id, session_id, seq): a plain COPY when
-// none of the keys is stored yet, else COPY into the staging table and
-// INSERT … ON CONFLICT DO NOTHING. It returns how many rows were new; rows
-// already stored (a replayed or overlapping batch, or a duplicate within
-// the batch) are skipped, the first copy wins. A row that breaks the
-// schema (an empty id, …) fails the whole batch: nothing is stored.
+// transaction, keyed by (tenant_id, session_id, seq), as IngestSync does.
+// It returns how many rows were new; rows already stored (a replayed or
+// overlapping batch, or a duplicate within the batch) are skipped, the
+// first copy wins. A row that breaks the schema (an empty id, …) fails
+// the whole batch: nothing is stored.
 func (s *Store) IngestMessages(ctx context.Context, rows []Message) (int64, error) {
-	return s.ingest(ctx, &messageBatch, len(rows), messageRow(rows))
+	c, err := s.IngestSync(ctx, &SyncRows{Messages: rows})
+	return c.Messages, err
 }
 
 // IngestReceipts stores a batch of receipts like IngestMessages.
 func (s *Store) IngestReceipts(ctx context.Context, rows []Receipt) (int64, error) {
-	return s.ingest(ctx, &receiptBatch, len(rows), receiptRow(rows))
+	c, err := s.IngestSync(ctx, &SyncRows{Receipts: rows})
+	return c.Receipts, err
 }
 
 // IngestAudit stores a batch of audit entries like IngestMessages. An
 // entry already stored is not replaced, flag included.
 func (s *Store) IngestAudit(ctx context.Context, rows []AuditEntry) (int64, error) {
-	src := syncSources(&SyncRows{Audit: rows})[0]
-	return s.ingest(ctx, &auditBatch, src.n, src.fill)
-}
-
-// ingest stores n rows, fill writing row i's values into v.
-//
-// Fast path: a plain COPY into the target table, one transaction, as fast
-// as a COPY gets. It fails as a whole if any row's key is already stored
-// (or repeats within the batch) — a replayed or overlapping batch — and
-// then the batch takes the idempotent path: COPY into the staging table
-// and INSERT … SELECT … ON CONFLICT DO NOTHING in one transaction. Either
-// way exactly the new rows are stored and counted. A deadlock between two
-// overlapping fast-path batches also falls back (the staging path inserts
-// in key order).
-func (s *Store) ingest(ctx context.Context, b *batch, n int, fill func(i int, v []any)) (int64, error) {
-	if n == 0 {
-		return 0, nil
-	}
-	src := newRowSource(b, n, fill)
-	inserted, err := s.pool.CopyFrom(ctx, b.target, b.cols, src)
-	if err == nil {
-		return inserted, nil
-	}
-	if !alreadyStored(err) {
-		return 0, wrap(b.op, err)
-	}
-	s.fallbacks.Add(1)
-	s.log.Debug("batch overlaps stored rows; taking the idempotent path", "op", b.op, "rows", n)
-	return s.ingestStaged(ctx, b, src)
-}
-
-// ingestStaged is the idempotent path of ingest.
-func (s *Store) ingestStaged(ctx context.Context, b *batch, src *rowSource) (int64, error) {
-	var inserted int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		src.i = -1
-		if _, err := tx.CopyFrom(ctx, b.stage, b.cols, src); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, b.insert)
-		inserted = tag.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, wrap(b.op, err)
-	}
-	return inserted, nil
+	c, err := s.IngestSync(ctx, &SyncRows{Audit: rows})
+	return c.Audit, err
 }
 
 // alreadyStored reports whether a fast-path COPY failed because a key was
