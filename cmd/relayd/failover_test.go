@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,7 +138,7 @@ func TestFailoverUnderSIGKILL(t *testing.T) {
 	for _, n := range nodes {
 		n.args = []string{"--listen", n.addr, "--ops", "127.0.0.1:0", "--data", filepath.Join(dir, n.id), "--keyring", keyring,
 			"--tls-cert", certFile, "--tls-key", keyFile, "--relay-id", n.id, "--region", "eu", "--log-level", failoverLogLevel(),
-			"--peer-listen", peerAddr[n.id], "--peer-secret-file", secretFile, "--peers", joinComma(peers),
+			"--peer-listen", peerAddr[n.id], "--peer-secret-file", secretFile, "--peers", strings.Join(peers, ","),
 			"--require-replica", "--self-url", "wss://" + n.addr + relay.WSPath}
 		n.start(tc)
 	}
@@ -338,17 +339,6 @@ func TestFailoverUnderSIGKILL(t *testing.T) {
 	slices.Sort(resumeTimes)
 	t.Logf("%d kills, %d commands applied exactly once; kill → both resumed on the replica: min %v, median %v, max %v (all: %v)", kills, len(all),
 		resumeTimes[0].Round(time.Millisecond), resumeTimes[len(resumeTimes)/2].Round(time.Millisecond), resumeTimes[len(resumeTimes)-1].Round(time.Millisecond), resumeTimes)
-}
-
-func joinComma(xs []string) string {
-	out := ""
-	for i, x := range xs {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
 }
 
 func failoverLogLevel() string {
