@@ -238,7 +238,9 @@ func Decode(b []byte) (*Msg, error) {
 			if len(v) > 64 {
 				return fmt.Errorf("%w: mac too long", ErrMalformed)
 			}
-			m.MAC = v
+			if len(v) > 0 { // an empty MAC field is no MAC (Append omits it)
+				m.MAC = v
+			}
 		case tagSession:
 			m.Session, err = idOf(v, tag)
 		case tagTenant:
