@@ -22,7 +22,9 @@ func roleOf(s string) wire.Role {
 
 // hello admits a connection: the token is verified before any claim is
 // used and before any session state is loaded. Every refusal is fatal.
-func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
+// raw is the HELLO as the client sent it, for forwarding to the session's
+// home (forward.go).
+func (c *conn) hello(ctx context.Context, f *wire.Frame, raw []byte) *protoError {
 	c.admitMu.Lock()
 	defer c.admitMu.Unlock()
 	s := c.srv
@@ -79,6 +81,9 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame) *protoError {
 		return fatalf(wire.CodeUnavailable, "session state unavailable; retry")
 	}
 	if redirect != "" {
+		if p, ok := s.forwardPeer(c, redirect); ok && c.startForward(ctx, p, raw, 0) {
+			return nil // admitted, or refused, by the home through the link
+		}
 		e := fatalf(wire.CodeUnavailable, "the session is served by another relay; reconnect there")
 		e.redirect = redirect
 		return e

@@ -83,6 +83,13 @@ type Config struct {
 	// links are kept warm, so a live home answers in milliseconds).
 	// Default 300ms.
 	ProbeTimeout time.Duration
+	// Forward says when a participant whose session lives on another
+	// relay is served here, through a relay-to-relay link to the session's
+	// home, instead of being redirected there (GOAWAY): ForwardRegion (the
+	// default) when the home is in another region — the participant keeps
+	// its nearest relay and the link crosses the backbone — ForwardAlways,
+	// or ForwardNever.
+	Forward ForwardMode
 	// OnSessionEnded, if set, is called after EndSession ended a session
 	// (relayd ends its TURN allocations there).
 	OnSessionEnded func(id string)
@@ -167,6 +174,13 @@ func (c *Config) ensureDefaults() error {
 	}
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = 300 * time.Millisecond
+	}
+	switch c.Forward {
+	case "":
+		c.Forward = ForwardRegion
+	case ForwardRegion, ForwardAlways, ForwardNever:
+	default:
+		return fmt.Errorf("%w: Forward %q: want %q, %q or %q", ErrConfig, c.Forward, ForwardRegion, ForwardAlways, ForwardNever)
 	}
 	if c.Cluster != nil && len(c.PeerSecret) < 16 {
 		return fmt.Errorf("%w: replication (Cluster) needs a PeerSecret of at least 16 bytes", ErrConfig)

@@ -56,6 +56,10 @@ type conn struct {
 	resume uint64  // resume position from HELLO
 
 	sent uint64 // durable cursor: highest seq handed to the writer; durable writer only
+
+	// fwd, when set, is the link to the session's home that serves this
+	// connection: frames from the client go there unread (forward.go).
+	fwd atomic.Pointer[forward]
 }
 
 // newConn creates a connection. shared means one writer serves every class
@@ -126,19 +130,29 @@ func (c *conn) ephemeral(class wire.Class, b []byte) {
 
 // fail queues a fatal ERROR; writers flush the control class and stop.
 func (c *conn) fail(e *protoError) {
+	var frames [][]byte
+	if e.redirect != "" {
+		frames = append(frames, wire.Encode(&wire.Frame{Type: wire.TypeGoaway, Code: e.code, Redirect: e.redirect}))
+	}
+	c.failWith(e.code, append(frames, e.frame())...)
+}
+
+// failWith queues the given control frames (the last a fatal ERROR with
+// code) and closes the connection once they are flushed.
+func (c *conn) failWith(code wire.Code, frames ...[]byte) {
 	c.fatalMu.Lock()
 	defer c.fatalMu.Unlock()
 	if c.fatalCode != 0 {
 		return
 	}
-	c.fatalCode = e.code
-	c.srv.met.errorsSent.WithLabelValues(e.code.String()).Inc()
+	c.fatalCode = code
+	c.srv.met.errorsSent.WithLabelValues(code.String()).Inc()
 	// The ERROR is queued before closing is set, so a writer that sees
 	// closing also finds the ERROR in its queue.
-	if e.redirect != "" {
-		c.out[wire.ClassControl].push(wire.Encode(&wire.Frame{Type: wire.TypeGoaway, Code: e.code, Redirect: e.redirect}))
+	ok := true
+	for _, f := range frames {
+		ok = ok && c.out[wire.ClassControl].push(f)
 	}
-	ok := c.out[wire.ClassControl].push(e.frame())
 	c.closing.Store(true)
 	if !ok {
 		c.cancel()
@@ -212,7 +226,7 @@ func (c *conn) flush(ctx context.Context, classes []wire.Class, write frameWrite
 				c.wake(wire.ClassDurable)
 			}
 		}
-		if cl == wire.ClassDurable && c.welcomed.Load() && !closing {
+		if cl == wire.ClassDurable && c.welcomed.Load() && !closing && c.sess != nil {
 			if err := c.writeLog(ctx, write); err != nil {
 				return closing, err
 			}
@@ -285,6 +299,9 @@ func (c *conn) handleFrame(ctx context.Context, b []byte) error {
 	if c.closing.Load() {
 		return nil
 	}
+	if fw := c.fwd.Load(); fw != nil {
+		return fw.send(b) // served by the session's home through a peer link
+	}
 	f, err := wire.Decode(b, c.srv.cfg.MaxFrame)
 	if err != nil {
 		if errors.Is(err, wire.ErrUnknownType) {
@@ -316,7 +333,7 @@ func (c *conn) handleFrame(ctx context.Context, b []byte) error {
 			c.fail(fatalf(wire.CodeProtocol, "%v before HELLO", f.Type))
 			return nil
 		}
-		if e := c.hello(ctx, &f); e != nil {
+		if e := c.hello(ctx, &f, b); e != nil {
 			c.srv.met.refusals.WithLabelValues(e.code.String()).Inc()
 			c.fail(e)
 		}

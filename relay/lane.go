@@ -9,10 +9,25 @@ type lane struct {
 	q  [][]byte
 	// max bounds len(q); push beyond it fails.
 	max int
+	// space is signalled when take empties the queue (pushWait).
+	space chan struct{}
 }
 
 func newLane(max int) *lane {
-	return &lane{max: max}
+	return &lane{max: max, space: make(chan struct{}, 1)}
+}
+
+// pushWait queues b, waiting while the queue is full, until done closes.
+// It reports whether b was queued. One goroutine at a time may wait.
+func (l *lane) pushWait(b []byte, done <-chan struct{}) bool {
+	for !l.push(b) {
+		select {
+		case <-l.space:
+		case <-done:
+			return false
+		}
+	}
+	return true
 }
 
 // push queues b. It reports false when the queue is full.
@@ -40,6 +55,9 @@ func (l *lane) take() [][]byte {
 	q := l.q
 	l.q = nil
 	l.mu.Unlock()
+	if len(q) > 0 {
+		wake(l.space)
+	}
 	return q
 }
 

@@ -38,6 +38,8 @@ type metrics struct {
 	replicated    prometheus.Counter
 	fetched       prometheus.Counter
 	catchUps      prometheus.Counter
+	forwarded     prometheus.Gauge
+	forwardFails  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
@@ -70,12 +72,19 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		staleRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "stale_replications_refused_total", Help: "Replication requests refused for an older epoch."}),
 		replicated:   prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "replicated_entries_total", Help: "Log entries stored as a replica."}),
 		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "fetched_entries_total", Help: "Log entries fetched back from a replica when loading a session."}),
-		catchUps:     prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "replica_catchups_total", Help: "Replicas brought up to date with a session's earlier entries."}),
+		forwarded: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "forwarded_connections",
+			Help: "Client connections this relay serves through a relay-to-relay link to their session's home."}),
+		forwardFails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "forward_failures_total",
+			Help: "Relay-to-relay forwards that could not start or were cut, by reason."}, []string{"reason"}),
+		catchUps: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "replica_catchups_total", Help: "Replicas brought up to date with a session's earlier entries."}),
 	}
 	for _, r := range []string{dropQueueFull, dropSlowConsumer, dropMaxConns, dropAcceptRate} {
 		m.drops.WithLabelValues(r)
 	}
-	for _, t := range []string{"ws", "quic"} {
+	for _, r := range []string{forwardNoLink, forwardLost} {
+		m.forwardFails.WithLabelValues(r)
+	}
+	for _, t := range []string{"ws", "quic", transportRelay} {
 		m.resumes.WithLabelValues(t)
 		m.conns.WithLabelValues(t)
 	}
@@ -84,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.conns, m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
 		m.messagesIn, m.drops, m.refusals, m.rejections, m.errorsSent, m.resumes, m.commitSeconds, m.commitBatch, m.commitErrors,
-		m.degraded, m.takeovers, m.fenced, m.staleRefused, m.replicated, m.fetched, m.catchUps} {
+		m.degraded, m.takeovers, m.fenced, m.staleRefused, m.replicated, m.fetched, m.catchUps, m.forwarded, m.forwardFails} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

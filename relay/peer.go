@@ -73,8 +73,13 @@ func peerMAC(secret []byte, role string, qc *quic.Conn) ([]byte, error) {
 }
 
 func peerQUICConfig() *quic.Config {
-	return &quic.Config{MaxIncomingStreams: 1024, MaxIncomingUniStreams: -1, MaxIdleTimeout: 10 * time.Second,
-		KeepAlivePeriod: 2 * time.Second, HandshakeIdleTimeout: 2 * time.Second}
+	// Every client forwarded over a link holds one stream for its
+	// lifetime; stream windows stay small so a few stalled clients cannot
+	// use up the connection's window and hold up the others.
+	return &quic.Config{MaxIncomingStreams: 1 << 16, MaxIncomingUniStreams: -1, MaxIdleTimeout: 10 * time.Second,
+		KeepAlivePeriod: 2 * time.Second, HandshakeIdleTimeout: 2 * time.Second,
+		InitialStreamReceiveWindow: 256 << 10, MaxStreamReceiveWindow: 2 << 20,
+		InitialConnectionReceiveWindow: 4 << 20, MaxConnectionReceiveWindow: 64 << 20}
 }
 
 // writeMsg writes one length-prefixed message.
@@ -373,6 +378,10 @@ func (s *Server) servePeer(qc *quic.Conn) {
 			defer st.CancelRead(0)
 			_ = st.SetDeadline(time.Now().Add(30 * time.Second))
 			m, err := readMsg(st)
+			if err == nil && m.Type == peerwire.TypeForward {
+				s.serveForward(node, st)
+				return
+			}
 			var rep *peerwire.Msg
 			if err != nil {
 				rep = &peerwire.Msg{Type: peerwire.TypeReply, Status: peerwire.StatusDenied, Reason: "malformed request"}

@@ -325,9 +325,15 @@ func (s *Server) callPeer(ctx context.Context, p Peer, m *peerwire.Msg, timeout 
 	return s.links.call(cctx, p.Addr, m)
 }
 
-// probePeer asks p what it knows of a session, within ProbeTimeout.
+// probePeer asks p what it knows of a session, within ProbeTimeout — or,
+// for a relay of another region (farther, its link not kept warm, and its
+// silence never a reason to take a session over), within ReplicaTimeout.
 func (s *Server) probePeer(ctx context.Context, p Peer, id string) (*peerwire.Msg, error) {
-	return s.callPeer(ctx, p, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id}, s.cfg.ProbeTimeout)
+	timeout := s.cfg.ProbeTimeout
+	if p.Region != s.cfg.Region {
+		timeout = s.cfg.ReplicaTimeout
+	}
+	return s.callPeer(ctx, p, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id}, timeout)
 }
 
 // writeOwner records a session's owner outside the session's own
@@ -559,20 +565,35 @@ func (s *Server) askPlaced(ctx context.Context, id, placed string) string {
 
 var errNotHere = errors.New("relay: the session lives on another relay, none of which answered")
 
-// locate asks the live relays of the region about a session this relay
-// does not know and returns the client URL of the relay with the newest
-// record of it: the home, or a replica (which sends the client on to a
-// live home, or takes the session over). "" if none knows it.
+// locate asks the live relays about a session this relay does not know
+// — those of its own region first, then the others (a session placed in
+// another region, whose home died, lives on at that home's replica) — and
+// returns the client URL of the relay with the newest record of it: the
+// home, or a replica (which sends the client on to a live home, or takes
+// the session over). "" if none knows it.
 func (s *Server) locate(ctx context.Context, id string, seen uint64) string {
+	var local, remote []Peer
+	for _, p := range s.cfg.Cluster.Peers() {
+		switch {
+		case p.ID == s.cfg.RelayID || p.Addr == "":
+		case p.Region == s.cfg.Region:
+			local = append(local, p)
+		default:
+			remote = append(remote, p)
+		}
+	}
+	if url := s.newestRecord(ctx, local, id, seen); url != "" {
+		return url
+	}
+	return s.newestRecord(ctx, remote, id, seen)
+}
+
+// newestRecord probes peers about a session at once and returns the URL
+// of the one with the newest record of it ("" if none has one).
+func (s *Server) newestRecord(ctx context.Context, peers []Peer, id string, seen uint64) string {
 	type answer struct {
 		p   Peer
 		rep *peerwire.Msg
-	}
-	var peers []Peer
-	for _, p := range s.cfg.Cluster.Peers() {
-		if p.ID != s.cfg.RelayID && p.Region == s.cfg.Region && p.Addr != "" {
-			peers = append(peers, p)
-		}
 	}
 	ch := make(chan answer, len(peers))
 	for _, p := range peers {
@@ -597,8 +618,6 @@ func (s *Server) locate(ctx context.Context, id string, seen uint64) string {
 	if best == nil {
 		return ""
 	}
-	// The home itself, or the relay holding the newest log: if that is a
-	// replica, it redirects to a live home or takes the session over.
 	return best.p.URL
 }
 

@@ -28,6 +28,11 @@ const (
 	TypeProbe     uint8 = 4 // any → relay: Session; answered with Head, Epoch, Home
 	TypeFetch     uint8 = 5 // home → replica: Session, After, Upto; answered with Entries
 	TypeReply     uint8 = 6 // answer to Replicate, Probe, Fetch: Status, Head, Epoch, Home, URL, Entries
+	// TypeForward (edge → home: Node, Session) turns its stream into a
+	// forwarded client connection: the client's frames follow, each
+	// length-prefixed; the home answers with frames, each prefixed by its
+	// class byte and then length-prefixed (relay/forward.go). No reply.
+	TypeForward uint8 = 7
 )
 
 // Reply statuses.
