@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	neturl "net/url"
 	"sync"
 	"time"
 
@@ -73,8 +74,11 @@ func (s *Server) forwardPeer(c *conn, url string) (Peer, bool) {
 	if s.links == nil || s.cfg.Forward == ForwardNever || c.transport == transportRelay || url == "" {
 		return Peer{}, false
 	}
+	host := urlHost(url)
 	for _, p := range s.cfg.Cluster.Peers() {
-		if p.URL != url || p.ID == s.cfg.RelayID || p.Addr == "" {
+		// A relay serves WebSocket and QUIC on one port: a redirect to
+		// either names the same relay.
+		if (p.URL != url && urlHost(p.URL) != host) || host == "" || p.ID == s.cfg.RelayID || p.Addr == "" {
 			continue
 		}
 		if s.cfg.Forward == ForwardRegion && p.Region == s.cfg.Region {
@@ -83,6 +87,15 @@ func (s *Server) forwardPeer(c *conn, url string) (Peer, bool) {
 		return p, true
 	}
 	return Peer{}, false
+}
+
+// urlHost is the host:port of a client URL ("" if it has none).
+func urlHost(u string) string {
+	pu, err := neturl.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return pu.Host
 }
 
 // startForward opens a forward to p and sends it hello. It reports false

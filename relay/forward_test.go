@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -38,50 +37,6 @@ func placedOn(c token.Claims, relay string) token.Claims {
 	return c
 }
 
-// fitter drives config commands from a clinician to a patient's hearing
-// aid and checks the delivery promise: each command PERSISTED once, in
-// seq order, delivered to the patient exactly once, applied on the base
-// it was sent on, and its receipt back at the clinician.
-type fitter struct {
-	t       *testing.T
-	clin    *relaytest.Conn
-	pat     *relaytest.Conn
-	version uint64          // config version the next command is based on
-	applied map[uint64]bool // seqs the hearing aid applied
-	last    uint64          // highest seq delivered to the patient
-	n       int
-}
-
-func (f *fitter) command() {
-	t := f.t
-	f.n++
-	id := fmt.Sprintf("cmd-%d", f.n)
-	f.clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: id, Kind: wire.KindConfig, Flags: wire.FlagDurable,
-		Payload: configPayload(f.version, wire.Param{Name: "gain.l.2k", Value: int64(f.n % 40)})})
-	p := f.clin.NextOf(wire.TypePersisted, 5*time.Second)
-	if p.ClientID != id || p.Seq <= f.last {
-		t.Fatalf("%s PERSISTED as %+v after seq %d", id, p, f.last)
-	}
-	d := f.pat.NextOf(wire.TypeDeliver, 5*time.Second)
-	if d.Seq != p.Seq || d.ClientID != id || f.applied[d.Seq] {
-		t.Fatalf("patient got seq %d %q, want %d %q once", d.Seq, d.ClientID, p.Seq, id)
-	}
-	cfg, err := wire.DecodeConfig(d.Payload)
-	if err != nil || cfg.BaseVersion != f.version {
-		t.Fatalf("delivered config base %d (%v), want %d", cfg.BaseVersion, err, f.version)
-	}
-	f.applied[d.Seq] = true
-	f.last = d.Seq
-	f.version++
-	f.pat.Send(&wire.Frame{Type: wire.TypeAck, Seq: d.Seq, Stage: wire.StageApplied})
-	for {
-		r := f.clin.NextOf(wire.TypeReceipt, 5*time.Second)
-		if r.RefSeq == d.Seq && r.Stage == wire.StageApplied {
-			break
-		}
-	}
-}
-
 // TestForwardedParticipant is issue 6's acceptance 2: the clinician is on
 // the session's home (eu), the patient on its nearest relay in another
 // region (us), which serves it through a relay-to-relay link to the home.
@@ -105,9 +60,9 @@ func TestForwardedParticipant(t *testing.T) {
 	if n := a.Server.Load(); n != 2 {
 		t.Fatalf("home serves %d connections, want 2 (one forwarded)", n)
 	}
-	f := &fitter{t: t, clin: clin, pat: pat, applied: map[uint64]bool{}}
+	f := relaytest.NewFitter(t, clin, pat)
 	for range 20 {
-		f.command()
+		f.Command()
 	}
 
 	// The patient's durable messages and telemetry go the other way.
@@ -122,24 +77,24 @@ func TestForwardedParticipant(t *testing.T) {
 	if d := clin.NextOf(wire.TypeDeliver, 5*time.Second); d.Kind != wire.KindTelemetry || string(d.Payload) != "level=3" {
 		t.Fatalf("clinician got %+v, want the telemetry", d)
 	}
-	f.last++ // the patient's own message took a seq
+	f.Last++ // the patient's own message took a seq
 
 	// Commands persisted while the patient is away arrive once, after it
 	// resumes through the edge.
 	pat.Close()
 	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "while-away", Kind: wire.KindConfig, Flags: wire.FlagDurable,
-		Payload: configPayload(f.version, wire.Param{Name: "gain.l.2k", Value: 1})})
+		Payload: configPayload(f.Version, wire.Param{Name: "gain.l.2k", Value: 1})})
 	away := clin.NextOf(wire.TypePersisted, 5*time.Second)
 	pat = relaytest.Dial(t, b, "ws")
-	pat.Hello(a.Token(t, placedOn(patient(sid), "relay-a")), true, f.last)
+	pat.Hello(a.Token(t, placedOn(patient(sid), "relay-a")), true, f.Last)
 	if d := pat.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != away.Seq || d.ClientID != "while-away" {
 		t.Fatalf("after resume got %d %q, want %d", d.Seq, d.ClientID, away.Seq)
 	}
 	pat.Send(&wire.Frame{Type: wire.TypeAck, Seq: away.Seq, Stage: wire.StageApplied})
-	f.pat, f.last, f.version = pat, away.Seq, f.version+1
-	f.applied[away.Seq] = true
+	f.Pat, f.Last, f.Version = pat, away.Seq, f.Version+1
+	f.Applied[away.Seq] = true
 	for range 10 {
-		f.command()
+		f.Command()
 	}
 
 	// The home dies: the edge cuts the patient's connection; the patient
@@ -152,18 +107,18 @@ func TestForwardedParticipant(t *testing.T) {
 		t.Fatalf("patient's connection after the home died: closed %v code %v, want unavailable", closed, code)
 	}
 	pat = relaytest.Dial(t, b, "quic")
-	w = pat.Hello(a.Token(t, placedOn(patient(sid), "relay-a")), true, f.last)
+	w = pat.Hello(a.Token(t, placedOn(patient(sid), "relay-a")), true, f.Last)
 	if w.Epoch != 2 {
 		t.Fatalf("WELCOME after the home died: epoch %d, want 2 (the replica took over)", w.Epoch)
 	}
 	clin = relaytest.Dial(t, a2, "ws")
-	clin.Hello(a.Token(t, placedOn(clinician(sid), "relay-a")), true, f.last)
-	f.clin, f.pat = clin, pat
+	clin.Hello(a.Token(t, placedOn(clinician(sid), "relay-a")), true, f.Last)
+	f.Clin, f.Pat = clin, pat
 	for range 10 {
-		f.command()
+		f.Command()
 	}
-	if len(f.applied) != 41 {
-		t.Fatalf("%d commands applied, want 41", len(f.applied))
+	if len(f.Applied) != 41 {
+		t.Fatalf("%d commands applied, want 41", len(f.Applied))
 	}
 	if ids := b.Server.SessionIDs(); len(ids) != 0 {
 		t.Fatalf("the edge loaded sessions %v", ids)
@@ -190,9 +145,9 @@ func TestForwardPolicy(t *testing.T) {
 		clin.Hello(a.Token(t, placedOn(clinician("pol"), "relay-a")), false, 0)
 		pat := relaytest.Dial(t, a2, "ws")
 		pat.Hello(a.Token(t, placedOn(patient("pol"), "relay-a")), false, 0)
-		f := &fitter{t: t, clin: clin, pat: pat, applied: map[uint64]bool{}}
+		f := relaytest.NewFitter(t, clin, pat)
 		for range 5 {
-			f.command()
+			f.Command()
 		}
 	})
 	t.Run("the home refuses what it must", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/stapes-relay/stapes/relay"
+	"github.com/stapes-relay/stapes/relay/relaytest"
+	"github.com/stapes-relay/stapes/token"
 )
 
 // clusterMap is relayd's /v1/map with gossip on.
@@ -69,12 +72,14 @@ func fetchClusterMap(ops string) (*clusterMap, error) {
 // with the right region and addresses. A relay SIGKILLed is reported dead
 // by the other two; restarted on the same ports and data it is alive
 // everywhere again; a relay stopped with SIGTERM drains and is reported
-// left, not failed. No timing is asserted: every wait is a bounded poll.
+// left, not failed. Before that, a clinician on the eu relay and a patient
+// on the us relay run config commands through the relay-to-relay link
+// (acceptance 2). No timing is asserted: every wait is a bounded poll.
 func TestClusterMembership(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three relayd processes")
 	}
-	dir, keyring, _, _ := childSetup(t)
+	dir, keyring, signer, _ := childSetup(t)
 	certFile, keyFile, secretFile, tc := clusterFiles(t, dir)
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -196,6 +201,40 @@ func TestClusterMembership(t *testing.T) {
 
 	converge := waitMaps("three relays converged", nodes, allAlive)
 
+	// Acceptance 2 on real processes: the session is placed on the eu
+	// relay; the clinician connects there, the patient to its nearest
+	// relay (us), which serves it through the relay-to-relay link.
+	mint := func(role, subject string) []byte {
+		tok, err := signer.Sign(token.Claims{Tenant: "t1", Subject: subject, Role: role, Session: "span", Device: "HA-1", Model: "m1",
+			Relay: nodes[0].id, Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: subject + role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	clin := relaytest.DialAddr(t, nodes[0].addr, tc, "ws")
+	clin.Hello(mint("clinician", "c1"), false, 0)
+	pat := relaytest.DialAddr(t, nodes[1].addr, tc, "quic")
+	if w := pat.Hello(mint("patient", "p1"), false, 0); w.Epoch != 1 || w.Session != "span" {
+		t.Fatalf("patient at %s: WELCOME %+v", nodes[1].id, w)
+	}
+	if v := metricValue(t, ops[nodes[1]], "stapes_relay_forwarded_connections"); v != "1" {
+		t.Fatalf("%s forwards %q connections, want 1", nodes[1].id, v)
+	}
+	fit := relaytest.NewFitter(t, clin, pat)
+	for range 25 {
+		fit.Command()
+	}
+	pat.Close()
+	pat = relaytest.DialAddr(t, nodes[1].addr, tc, "ws")
+	pat.Hello(mint("patient", "p1"), true, fit.Last)
+	fit.Pat = pat
+	for range 25 {
+		fit.Command()
+	}
+	clin.Close()
+	pat.Close()
+
 	victim := nodes[0] // the first seed
 	victim.c.kill()    // SIGKILL by pid
 	detect := waitMaps("SIGKILLed "+victim.id+" reported dead by the others", others(victim), gone(victim, "dead"))
@@ -220,4 +259,24 @@ func TestClusterMembership(t *testing.T) {
 	left := waitMaps("SIGTERMed "+leaver.id+" reported left by the others", others(leaver), gone(leaver, "left"))
 	t.Logf("converged %v, SIGKILL detected %v, rejoined %v, SIGTERM to exit %v, leave seen %v after (local profile, loopback)",
 		converge.Round(time.Millisecond), detect.Round(time.Millisecond), rejoin.Round(time.Millisecond), exited.Round(time.Millisecond), left.Round(time.Millisecond))
+}
+
+// metricValue reads one unlabelled metric from a relay's ops /metrics.
+func metricValue(t *testing.T, ops, name string) string {
+	t.Helper()
+	resp, err := mapClient.Get("http://" + ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

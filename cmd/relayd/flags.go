@@ -86,7 +86,7 @@ func parseFlags(args []string, out io.Writer) (*options, error) {
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed to connect (default same origin)")
 	fs.StringVar(&o.controlURL, "control-url", "", "controld base URL (https://host:port) to sync session logs to; empty: no sync")
 	fs.StringVar(&o.credFile, "node-credential-file", "", "file with this relay's node credential for controld (with --control-url)")
-	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, localhost for an empty host)")
+	fs.StringVar(&o.advertise, "advertise", "", "host:port clients reach this relay at, published to controld (default: --listen, 127.0.0.1 for an unspecified host)")
 	fs.DurationVar(&o.delay, "debug-commit-delay", 0, "add this delay before each commit (benchmark self-test only)")
 	o.turn = turnFlags(fs)
 	o.mesh = meshFlags(fs)

@@ -31,6 +31,7 @@ type meshOptions struct {
 	peerSecretFile string
 	selfURL        string
 	requireReplica bool
+	forward        string
 	staticPeers    string
 	gossipListen   string
 	gossipAdv      string
@@ -44,10 +45,11 @@ func meshFlags(fs *flag.FlagSet) *meshOptions {
 	m := &meshOptions{}
 	fs.StringVar(&m.region, "region", "default", "region this relay serves (replicas are chosen within it)")
 	fs.StringVar(&m.peerListen, "peer-listen", "", "UDP address for relay-to-relay links (replication); empty: no replication")
-	fs.StringVar(&m.peerAdvertise, "peer-advertise", "", "host:port other relays reach --peer-listen at (default: --peer-listen, localhost for an empty host)")
+	fs.StringVar(&m.peerAdvertise, "peer-advertise", "", "host:port other relays reach --peer-listen at (default: --peer-listen, 127.0.0.1 for an unspecified host)")
 	fs.StringVar(&m.peerSecretFile, "peer-secret-file", "", "file with the cluster's relay-to-relay secret (≥ 16 bytes; the same on every relay), required with --peer-listen")
 	fs.StringVar(&m.selfURL, "self-url", "", "URL clients are redirected to for sessions homed here (default quic://ADVERTISE)")
 	fs.BoolVar(&m.requireReplica, "require-replica", false, "refuse durable messages when no replica is reachable instead of acknowledging them degraded")
+	fs.StringVar(&m.forward, "forward", "region", "serve a client whose session lives on another relay through the relay-to-relay link (region: when that relay is in another region, else redirect; always; never: always redirect)")
 	fs.StringVar(&m.staticPeers, "peers", "", "static cluster instead of gossip: comma-separated id@region@peer-host:port@client-url")
 	fs.StringVar(&m.gossipListen, "gossip-listen", "", "address for gossip membership (UDP and TCP); empty: no gossip")
 	fs.StringVar(&m.gossipAdv, "gossip-advertise", "", "host:port other relays reach --gossip-listen at")
@@ -67,6 +69,11 @@ func (m *meshOptions) validate() error {
 	}
 	if (m.staticPeers != "" || m.gossipListen != "") && m.peerListen == "" {
 		return errors.New("a cluster (--peers or --gossip-listen) needs --peer-listen for replication")
+	}
+	switch relay.ForwardMode(m.forward) {
+	case relay.ForwardRegion, relay.ForwardAlways, relay.ForwardNever:
+	default:
+		return fmt.Errorf("--forward %q: want region, always or never", m.forward)
 	}
 	switch m.gossipProfile {
 	case "local", "lan", "wan":
@@ -210,7 +217,10 @@ func startMesh(o *meshOptions, relayID, clientAddr, wsURL string, quic bool, reg
 	return m, nil
 }
 
-// advertised turns a listen address into one others can reach.
+// advertised turns a listen address into one others can reach: an
+// unspecified host becomes 127.0.0.1 (not "localhost", which may resolve
+// to ::1 where nothing listens). The one derivation for client, peer and
+// control-plane addresses.
 func advertised(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -231,6 +241,7 @@ func (m *mesh) configure(cfg *relay.Config, secret []byte) {
 	cfg.PeerSecret = secret
 	cfg.SelfURL = m.o.selfURL
 	cfg.RequireReplica = m.o.requireReplica
+	cfg.Forward = relay.ForwardMode(m.o.forward)
 	if m.gossip != nil {
 		cfg.Cluster = m
 	} else {

@@ -58,10 +58,7 @@ func newControl(o *options, st *storage.Store, kr *token.Keyring, listen string,
 	}
 	adv := o.advertise
 	if adv == "" {
-		adv = listen
-		if host, port, err := net.SplitHostPort(listen); err == nil && (host == "" || host == "::" || host == "0.0.0.0") {
-			adv = net.JoinHostPort("localhost", port)
-		}
+		adv = advertised(listen)
 	}
 	scheme := "wss"
 	addrs := map[string]string{}
