@@ -16,26 +16,34 @@ import (
 	"time"
 
 	"github.com/stapes-relay/stapes/relay"
+	"github.com/stapes-relay/stapes/relay/client"
 	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/token"
 )
 
 // clusterMap is relayd's /v1/map with gossip on.
 type clusterMap struct {
-	Source  string         `json:"source"`
-	Self    string         `json:"self"`
-	Regions map[string]int `json:"regions"`
-	Relays  []clusterRelay `json:"relays"`
+	Source  string             `json:"source"`
+	Self    string             `json:"self"`
+	Regions []client.MapRegion `json:"regions"`
+	Relays  []clusterRelay     `json:"relays"`
 }
 
+// clusterRelay is the control plane's relay map entry plus gossip state.
 type clusterRelay struct {
-	ID       string `json:"id"`
-	Region   string `json:"region"`
-	WSURL    string `json:"ws_url"`
-	QUICURL  string `json:"quic_url"`
-	Draining bool   `json:"draining"`
-	State    string `json:"state"`
-	Self     bool   `json:"self"`
+	client.MapRelay
+	State string `json:"state"`
+	Self  bool   `json:"self"`
+}
+
+// healthy returns how many healthy relays the map counts in region.
+func (m *clusterMap) healthy(region string) int {
+	for _, r := range m.Regions {
+		if r.Name == region {
+			return r.Healthy
+		}
+	}
+	return 0
 }
 
 // state returns the state id has in the map ("" if it is not listed).
@@ -170,14 +178,14 @@ func TestClusterMembership(t *testing.T) {
 			if r.State != "alive" || r.Draining {
 				return fmt.Errorf("%s is %s (draining %v)", r.ID, r.State, r.Draining)
 			}
-			if r.Region != region[r.ID] || r.QUICURL != "quic://"+want.addr || r.WSURL != "wss://"+want.addr+relay.WSPath || r.Self != (r.ID == n.id) {
-				return fmt.Errorf("%s: region %q quic %q ws %q self %v; want %q %q %q %v", r.ID, r.Region, r.QUICURL, r.WSURL, r.Self,
+			if r.Region != region[r.ID] || r.Addresses["quic"] != "quic://"+want.addr || r.Addresses["ws"] != "wss://"+want.addr+relay.WSPath || r.Self != (r.ID == n.id) || !r.Healthy {
+				return fmt.Errorf("%s: region %q quic %q ws %q self %v healthy %v; want %q %q %q %v", r.ID, r.Region, r.Addresses["quic"], r.Addresses["ws"], r.Self, r.Healthy,
 					region[r.ID], "quic://"+want.addr, "wss://"+want.addr+relay.WSPath, r.ID == n.id)
 			}
 		}
 		for _, reg := range regions {
-			if m.Regions[reg] != 1 {
-				return fmt.Errorf("regions %v, want one alive relay in each of %v", m.Regions, regions)
+			if m.healthy(reg) != 1 {
+				return fmt.Errorf("regions %v, want one healthy relay in each of %v", m.Regions, regions)
 			}
 		}
 		return nil
@@ -189,7 +197,7 @@ func TestClusterMembership(t *testing.T) {
 			if got := m.state(victim.id); got != want {
 				return fmt.Errorf("%s is %q, want %q", victim.id, got, want)
 			}
-			if m.Regions[region[victim.id]] != 0 {
+			if m.healthy(region[victim.id]) != 0 {
 				return fmt.Errorf("regions %v: %s still counted", m.Regions, region[victim.id])
 			}
 			return nil
@@ -200,6 +208,14 @@ func TestClusterMembership(t *testing.T) {
 	}
 
 	converge := waitMaps("three relays converged", nodes, allAlive)
+	// The SDK reads a relay's map like the control plane's.
+	rm, err := client.FetchMap(t.Context(), mapClient, "http://"+ops[nodes[1]]+"/v1/map")
+	if err != nil {
+		t.Fatalf("client.FetchMap on relayd's map: %v", err)
+	}
+	if c := rm.Candidates("quic"); len(c) != len(nodes) {
+		t.Fatalf("relayd's map gives the SDK %d QUIC candidates, want %d: %+v", len(c), len(nodes), c)
+	}
 
 	// Acceptance 2 on real processes: the session is placed on the eu
 	// relay; the clinician connects there, the patient to its nearest

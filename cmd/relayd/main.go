@@ -125,6 +125,12 @@ func serve(o *options, log *slog.Logger) error {
 	defer turnSrv.Close()
 	if ctl != nil {
 		ctl.publish(turnSrv.published(ctl.advHost))
+		if a := msh.gossipAddr(); a != "" {
+			// Other relays find gossip seeds in the control plane's relay
+			// map (the public map leaves this address out).
+			ctl.publish(map[string]string{"gossip": a})
+			msh.seedsFrom = func() []string { return gossipSeeds(ctl.dir.RelayMap(), o.relayID) }
+		}
 	}
 	if err := msh.startWith(srv, tlsConf); err != nil {
 		return err
@@ -178,6 +184,7 @@ func serve(o *options, log *slog.Logger) error {
 		case <-ctx.Done():
 		}
 	}()
+	msh.announceDraining(srv.Load())
 	turnDrained := turnSrv.drain(ctx, log) // alongside: calls go on while sessions move
 	if err := srv.Drain(ctx); err != nil {
 		log.Warn("drain ended early", "err", err)

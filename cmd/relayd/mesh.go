@@ -20,6 +20,7 @@ import (
 
 	"github.com/stapes-relay/stapes/gossip"
 	"github.com/stapes-relay/stapes/relay"
+	"github.com/stapes-relay/stapes/relay/client"
 )
 
 // meshOptions are the flags of the relay cluster: region, gossip
@@ -53,7 +54,7 @@ func meshFlags(fs *flag.FlagSet) *meshOptions {
 	fs.StringVar(&m.staticPeers, "peers", "", "static cluster instead of gossip: comma-separated id@region@peer-host:port@client-url")
 	fs.StringVar(&m.gossipListen, "gossip-listen", "", "address for gossip membership (UDP and TCP); empty: no gossip")
 	fs.StringVar(&m.gossipAdv, "gossip-advertise", "", "host:port other relays reach --gossip-listen at")
-	fs.StringVar(&m.gossipSeeds, "gossip-seeds", "", "comma-separated host:port of relays to join")
+	fs.StringVar(&m.gossipSeeds, "gossip-seeds", "", "comma-separated host:port of relays to join (default, with --control-url: the gossip addresses other relays published to the control plane)")
 	fs.StringVar(&m.gossipKeyFile, "gossip-key-file", "", "file with the gossip encryption key (hex, 16/24/32 bytes); without it gossip is plaintext (local development only)")
 	fs.StringVar(&m.gossipProfile, "gossip-profile", "lan", "gossip timing: local, lan or wan")
 	fs.StringVar(&m.gossipName, "gossip-cluster", "stapes", "deployment name; gossip from other names is refused")
@@ -110,8 +111,13 @@ type mesh struct {
 	peerAddr string
 	gossip   *gossip.Cluster
 	static   relay.StaticCluster
+	metaMu   sync.Mutex // guards meta and drained; serialises metadata updates
 	meta     gossip.Meta
-	stop     context.CancelFunc
+	drained  bool // announceDraining was called: draining from now on
+	// seedsFrom, when set (relayd has a control plane), gives gossip
+	// seeds from the control plane's relay map if --gossip-seeds is empty.
+	seedsFrom func() []string
+	stop      context.CancelFunc
 	wg       sync.WaitGroup
 
 	mu   sync.Mutex            // guards the field below
@@ -326,16 +332,13 @@ func (m *mesh) start(srv *relay.Server, tlsConf *tls.Config) {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			n, err := m.gossip.JoinUntilStable(ctx, seeds)
-			switch {
-			case ctx.Err() != nil:
-			case err != nil && n == 0:
-				m.log.Error("joining the cluster failed", "seeds", len(seeds), "err", err)
-			case err != nil:
-				m.log.Warn("joined the cluster; member list not settled yet", "contacted", n, "err", err)
-			default:
-				m.log.Info("joined the cluster", "contacted", n, "members", len(m.gossip.Members()))
-			}
+			m.join(ctx, seeds)
+		}()
+	} else if m.seedsFrom != nil {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.joinFromMap(ctx)
 		}()
 	}
 	m.wg.Add(1)
@@ -349,40 +352,131 @@ func (m *mesh) start(srv *relay.Server, tlsConf *tls.Config) {
 				return
 			case <-t.C:
 			}
-			meta := m.meta
-			meta.Load = uint32(srv.Load())
-			meta.Draining = !srv.Ready()
-			if meta != m.meta {
-				m.meta = meta
-				uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				if err := m.gossip.UpdateMeta(uctx, meta); err != nil {
-					m.log.Warn("updating gossip metadata failed", "err", err)
-				}
-				cancel()
-			}
+			m.updateMeta(ctx, uint32(srv.Load()), !srv.Ready())
 		}
 	}()
 }
 
-// relayMap is the live view of the cluster from gossip, as JSON; nil
-// without gossip.
+// join joins the cluster through seeds and reports how it went. It
+// reports whether some seed answered.
+func (m *mesh) join(ctx context.Context, seeds []string) bool {
+	n, err := m.gossip.JoinUntilStable(ctx, seeds)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil && n == 0:
+		m.log.Error("joining the cluster failed", "seeds", len(seeds), "err", err)
+	case err != nil:
+		m.log.Warn("joined the cluster; member list not settled yet", "contacted", n, "err", err)
+	default:
+		m.log.Info("joined the cluster", "contacted", n, "members", len(m.gossip.Members()))
+	}
+	return n > 0
+}
+
+// joinFromMap joins through the gossip addresses other relays published
+// to the control plane, re-reading the relay map until a seed answers or
+// another relay has joined this one (the first relay of a deployment
+// has nobody to join).
+func (m *mesh) joinFromMap(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if len(m.gossip.Members()) > 1 {
+			return
+		}
+		if seeds := m.seedsFrom(); len(seeds) > 0 {
+			jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			ok := m.join(jctx, seeds)
+			cancel()
+			if ok {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// gossipSeeds returns the gossip addresses of the other healthy relays of
+// a control-plane relay map (JSON, as GET /v1/relay/map answers).
+func gossipSeeds(relayMap []byte, self string) []string {
+	var m struct {
+		Relays []struct {
+			ID        string            `json:"id"`
+			Addresses map[string]string `json:"addresses"`
+			Healthy   bool              `json:"healthy"`
+		} `json:"relays"`
+	}
+	if len(relayMap) == 0 || json.Unmarshal(relayMap, &m) != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range m.Relays {
+		if a := r.Addresses["gossip"]; r.ID != self && r.Healthy && a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// gossipAddr is where other relays reach this relay's gossip ("" without).
+func (m *mesh) gossipAddr() string {
+	if m.gossip == nil {
+		return ""
+	}
+	return m.gossip.Addr().String()
+}
+
+// updateMeta publishes this relay's load and draining state when they
+// changed.
+func (m *mesh) updateMeta(ctx context.Context, load uint32, draining bool) {
+	if m.gossip == nil {
+		return
+	}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	meta := m.meta
+	meta.Load = load
+	meta.Draining = draining || m.drained
+	if meta == m.meta {
+		return
+	}
+	m.meta = meta
+	uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := m.gossip.UpdateMeta(uctx, meta); err != nil {
+		m.log.Warn("updating gossip metadata failed", "err", err)
+	}
+}
+
+// announceDraining tells the cluster at once that this relay drains, so
+// peers stop choosing it as a replica or forwarding to it (the periodic
+// update would take up to two seconds).
+func (m *mesh) announceDraining(load int) {
+	m.metaMu.Lock()
+	m.drained = true
+	m.metaMu.Unlock()
+	m.updateMeta(context.Background(), uint32(load), true)
+}
+
+// relayMap is the live view of the cluster from gossip, as JSON, in the
+// control plane's relay map shape (client.FetchMap reads both) plus
+// "source", "self" and each relay's gossip "state"; nil without gossip.
+// Relays that left or failed stay listed (not healthy) for goneTTL.
 func (m *mesh) relayMap() []byte {
 	if m.gossip == nil {
 		return nil
 	}
 	type relayView struct {
-		ID       string `json:"id"`
-		Region   string `json:"region"`
-		WSURL    string `json:"ws_url,omitempty"`
-		QUICURL  string `json:"quic_url,omitempty"`
-		TURN     string `json:"turn,omitempty"`
-		Load     uint32 `json:"load"`
-		Draining bool   `json:"draining"`
-		State    string `json:"state"`
-		Self     bool   `json:"self,omitempty"`
+		client.MapRelay
+		State string `json:"state"`
+		Self  bool   `json:"self,omitempty"`
 	}
 	var rs []relayView
-	regions := map[string]int{}
+	regions := map[string]*client.MapRegion{}
 	members := m.gossip.Members()
 	m.mu.Lock()
 	for id, g := range m.gone {
@@ -395,18 +489,36 @@ func (m *mesh) relayMap() []byte {
 	}
 	m.mu.Unlock()
 	for _, mb := range members {
-		v := relayView{ID: mb.Meta.ID, Region: mb.Meta.Region, WSURL: mb.Meta.WS, TURN: mb.Meta.TURN, Load: mb.Meta.Load,
-			Draining: mb.Meta.Draining, State: mb.State.String(), Self: mb.Local}
+		healthy := mb.State == gossip.StateAlive
+		v := relayView{MapRelay: client.MapRelay{ID: mb.Meta.ID, Region: mb.Meta.Region, Addresses: map[string]string{},
+			Load: int(mb.Meta.Load), Draining: mb.Meta.Draining, Healthy: healthy}, State: mb.State.String(), Self: mb.Local}
+		if mb.Meta.WS != "" {
+			v.Addresses["ws"] = mb.Meta.WS
+		}
 		if mb.Meta.QUIC != "" {
-			v.QUICURL = "quic://" + mb.Meta.QUIC
+			v.Addresses["quic"] = "quic://" + mb.Meta.QUIC
+		}
+		if mb.Meta.TURN != "" {
+			v.Addresses["turn"] = mb.Meta.TURN
 		}
 		rs = append(rs, v)
-		if mb.State == gossip.StateAlive {
-			regions[mb.Meta.Region]++
+		rg := regions[mb.Meta.Region]
+		if rg == nil {
+			rg = &client.MapRegion{Name: mb.Meta.Region}
+			regions[mb.Meta.Region] = rg
+		}
+		rg.Relays++
+		if healthy && !mb.Meta.Draining {
+			rg.Healthy++
 		}
 	}
 	slices.SortFunc(rs, func(a, b relayView) int { return strings.Compare(a.ID, b.ID) })
-	b, _ := json.Marshal(map[string]any{"source": "gossip", "self": m.self, "regions": regions, "relays": rs})
+	regs := make([]client.MapRegion, 0, len(regions))
+	for _, rg := range regions {
+		regs = append(regs, *rg)
+	}
+	slices.SortFunc(regs, func(a, b client.MapRegion) int { return strings.Compare(a.Name, b.Name) })
+	b, _ := json.Marshal(map[string]any{"source": "gossip", "self": m.self, "generated_at": time.Now().UTC(), "regions": regs, "relays": rs})
 	return b
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -17,10 +16,6 @@ import (
 	"github.com/stapes-relay/stapes/control"
 	"github.com/stapes-relay/stapes/control/controlserver"
 	"github.com/stapes-relay/stapes/control/controltest"
-	"github.com/stapes-relay/stapes/control/pglocal"
-	"github.com/stapes-relay/stapes/control/pglocal/pgtest"
-	"github.com/stapes-relay/stapes/control/pgstore"
-	"github.com/stapes-relay/stapes/control/pgstore/password"
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/storage"
@@ -44,31 +39,8 @@ func TestTURNUsageSyncedToPostgres(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	secret := []byte("usage-turn-secret-0123456789abcdef")
 
-	pg := pgtest.NewServer(t, pglocal.Options{})
-	if err := pg.CreateDatabase(ctx, "stapes"); err != nil {
-		t.Fatal(err)
-	}
-	st, err := pgstore.Open(ctx, pgstore.Config{DSN: pg.DSN("stapes"), Logger: quiet, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const operator = "operator-secret-token"
-	csrv, err := controlserver.New(controlserver.Config{Store: st, Secret: bytes.Repeat([]byte{7}, 32), OperatorToken: operator,
-		Password: &password.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}, Logger: quiet,
-		TURNSecrets: [][]byte{secret}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := csrv.EnsureSigningKey(ctx); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(csrv.Handler())
-	defer hs.Close()
-	api := &controltest.API{T: t, Base: hs.URL, Client: hs.Client()}
+	hs, api, st := startControld(ctx, t, operator, quiet, func(c *controlserver.Config) { c.TURNSecrets = [][]byte{secret} })
 	cred := api.SeedClinic(operator, "relay-a")
 
 	// The relay, its TURN server and the recorder, wired as relayd does.

@@ -158,12 +158,11 @@ func (d *demoCmd) startDemoCluster(ctx context.Context, bin, dir, apiURL string,
 type gossipMap struct {
 	Self   string `json:"self"`
 	Relays []struct {
-		ID      string `json:"id"`
-		Region  string `json:"region"`
-		WSURL   string `json:"ws_url"`
-		QUICURL string `json:"quic_url"`
-		Load    int    `json:"load"`
-		State   string `json:"state"`
+		ID        string            `json:"id"`
+		Region    string            `json:"region"`
+		Addresses map[string]string `json:"addresses"`
+		Load      int               `json:"load"`
+		State     string            `json:"state"`
 	} `json:"relays"`
 }
 
@@ -204,7 +203,7 @@ func printRelayMap(ctx context.Context, relays []*demoRelay, out *lineWriter) er
 					if i := slices.IndexFunc(relays, func(d *demoRelay) bool { return d.id == r.ID }); i >= 0 {
 						ops = "  ops http://" + relays[i].ops
 					}
-					out.printf("  %-8s %-3s %-6s %s  %s%s", r.ID, r.Region, r.State, r.WSURL, r.QUICURL, ops)
+					out.printf("  %-8s %-3s %-6s %s  %s%s", r.ID, r.Region, r.State, r.Addresses["ws"], r.Addresses["quic"], ops)
 				}
 				return nil
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,7 +86,9 @@ func (s *Server) publicMapBody(ctx context.Context) ([]byte, string, error) {
 	}
 	ans := publicMapAnswer{MaxAge: int(s.cfg.MapMaxAge / time.Second), Regions: m.Regions, Relays: m.Relays, Flags: m.Flags}
 	for i := range ans.Relays {
-		ans.Relays[i].LastHeartbeat = nil // changes every heartbeat; healthy says what a client needs
+		r := &ans.Relays[i]
+		r.LastHeartbeat = nil // changes every heartbeat; healthy says what a client needs
+		r.Addresses = clientAddresses(r.Addresses)
 	}
 	content, err := json.Marshal(ans) // GeneratedAt zero: the tag covers the content only
 	if err != nil {
@@ -117,4 +120,19 @@ func etagMatch(header, etag string) bool {
 		}
 	}
 	return false
+}
+
+// internalAddresses are address kinds relays publish for each other (gossip
+// seeds), never shown to clients.
+var internalAddresses = []string{"gossip"}
+
+// clientAddresses returns addrs without the internal kinds.
+func clientAddresses(addrs map[string]string) map[string]string {
+	out := make(map[string]string, len(addrs))
+	for k, v := range addrs {
+		if !slices.Contains(internalAddresses, k) {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -18,6 +18,14 @@ func TestPublicMap(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Now, c.MapPerIP = clk.Now, 6 })
 	e.clinic("t1")
 	cred := e.relayNode("r1", "eu", "wss://r1.example/v1/connect", 3)
+	// r1 also publishes its gossip address, for other relays' joins.
+	e.must(http.StatusOK, "POST", "/v1/relay/register", cred, map[string]any{"addresses": map[string]string{
+		"ws": "wss://r1.example/v1/connect", "gossip": "10.9.8.7:7946"}}, nil)
+	var internal relayMapAnswer
+	e.must(http.StatusOK, "GET", "/v1/relay/map", cred, nil, &internal)
+	if len(internal.Relays) == 0 || internal.Relays[0].Addresses["gossip"] != "10.9.8.7:7946" {
+		t.Fatalf("relays' own map = %+v, want r1's gossip address", internal.Relays)
+	}
 	e.relayNode("r2", "us", "", 0) // created, never registered
 	var ded struct {
 		Credential string `json:"credential"`
@@ -61,7 +69,7 @@ func TestPublicMap(t *testing.T) {
 	if f, ok := m.Flags["new-codec"]; !ok || !f.Enabled || string(f.Value) != "2" || len(m.Flags) != 1 {
 		t.Fatalf("flags = %+v, want the deployment-wide new-codec only", m.Flags)
 	}
-	for _, secret := range []string{"r-dedicated", "dedicated.example", "t1", "v-secret", "credential", cred, "last_heartbeat", "tenant"} {
+	for _, secret := range []string{"10.9.8.7", "gossip", "r-dedicated", "dedicated.example", "t1", "v-secret", "credential", cred, "last_heartbeat", "tenant"} {
 		if strings.Contains(string(body), secret) {
 			t.Errorf("the public map contains %q:\n%s", secret, body)
 		}
