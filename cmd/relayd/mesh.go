@@ -118,7 +118,7 @@ type mesh struct {
 	// seeds from the control plane's relay map if --gossip-seeds is empty.
 	seedsFrom func() []string
 	stop      context.CancelFunc
-	wg       sync.WaitGroup
+	wg        sync.WaitGroup
 
 	mu   sync.Mutex            // guards the field below
 	gone map[string]goneMember // relays that left or failed, by id, until they come back or goneTTL passes
