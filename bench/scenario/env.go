@@ -133,13 +133,23 @@ func (e *Env) Session(prefix string) string {
 
 // Token signs a token for subject in session with role, valid for an hour.
 func (e *Env) Token(session, subject, role string) ([]byte, error) {
+	return e.sign(token.Claims{Subject: subject, Role: role, Session: session})
+}
+
+// DeviceToken is Token for a session fitting a hearing aid (serial device,
+// model model), which config commands need.
+func (e *Env) DeviceToken(session, subject, role, device, model string) ([]byte, error) {
+	return e.sign(token.Claims{Subject: subject, Role: role, Session: session, Device: device, Model: model})
+}
+
+// sign fills c's tenant, times and id, and signs it.
+func (e *Env) sign(c token.Claims) ([]byte, error) {
 	now := time.Now()
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	return e.signer.Sign(token.Claims{
-		Tenant: "bench", Subject: subject, Role: role, Session: session,
-		Expiry: now.Add(time.Hour).Unix(), IssuedAt: now.Unix(), ID: hex.EncodeToString(id[:]),
-	})
+	c.Tenant = "bench"
+	c.Expiry, c.IssuedAt, c.ID = now.Add(time.Hour).Unix(), now.Unix(), hex.EncodeToString(id[:])
+	return e.signer.Sign(c)
 }
 
 // track remembers how to stop a process so Close stops it.
@@ -186,11 +196,7 @@ func (e *Env) startRelayd(ctx context.Context, spec RelaySpec) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The load generator opens connections far faster than relayd's
-	// default admission rate (a production guard against reconnect storms);
-	// the scenarios measure relaying, so the guard is lifted.
-	args := []string{"--listen", "127.0.0.1:0", "--ops", "127.0.0.1:0", "--data", data, "--keyring", e.keyring,
-		"--relay-id", "bench", "--log-level", "info", "--accept-rate", "1000000", "--max-conns", "1000000"}
+	args := e.relaydArgs("127.0.0.1:0", data, "bench")
 	if spec.Plain {
 		args = append(args, "--plain")
 	} else {
@@ -209,19 +215,38 @@ func (e *Env) startRelayd(ctx context.Context, spec RelaySpec) (Target, error) {
 	return r, nil
 }
 
+// relaydArgs are the flags every relayd of the harness starts with: the
+// client listener, a loopback ops port, the data directory, the keyring
+// and the relay id.
+func (e *Env) relaydArgs(listen, data, id string) []string {
+	// The load generator opens connections far faster than relayd's
+	// default admission rate (a production guard against reconnect storms);
+	// the scenarios measure relaying, so the guard is lifted.
+	return []string{"--listen", listen, "--ops", "127.0.0.1:0", "--data", data, "--keyring", e.keyring,
+		"--relay-id", id, "--log-level", "info", "--accept-rate", "1000000", "--max-conns", "1000000"}
+}
+
 // relaydReady finds the WebSocket address in relayd's "relayd ready" log
 // line (JSON).
 func relaydReady(line string) (string, bool) {
+	ws, _, ok := readyAddrs(line)
+	return ws, ok
+}
+
+// readyAddrs reads the WebSocket and ops addresses from relayd's "relayd
+// ready" log line (JSON).
+func readyAddrs(line string) (ws, ops string, ok bool) {
 	if !strings.Contains(line, "relayd ready") {
-		return "", false
+		return "", "", false
 	}
 	var v struct {
-		WS string `json:"ws"`
+		WS  string `json:"ws"`
+		Ops string `json:"ops"`
 	}
 	if err := json.Unmarshal([]byte(line), &v); err != nil || v.WS == "" {
-		return "", false
+		return "", "", false
 	}
-	return v.WS, true
+	return v.WS, v.Ops, true
 }
 
 // StartBaseline runs `stapes bench _serve MODE` and returns it once it
