@@ -20,7 +20,7 @@ type Options struct {
 	// Duration of each measured load run. Default 4s.
 	Duration time.Duration
 	// Rate overrides the open-loop rates of the relay-hop scenarios
-	// (default 1,000 and 10,000 msg/s).
+	// (default 1,000 and 10,000 msg/s), turn and replicated-commit.
 	Rate float64
 	// Repeat is how often every run is repeated. Default 3.
 	Repeat int
@@ -77,7 +77,7 @@ var registry []*Scenario
 func register(s *Scenario) { registry = append(registry, s) }
 
 // suiteOrder is the order scenarios run and are reported in.
-var suiteOrder = []string{"relay-hop-ws", "relay-hop-quic", "durable-commit", "idle-memory", "quic-setup", "slow-relay", "sync"}
+var suiteOrder = []string{"relay-hop-ws", "relay-hop-quic", "durable-commit", "idle-memory", "quic-setup", "slow-relay", "replicated-commit", "sync"}
 
 // All returns every scenario in suite order.
 func All() []*Scenario {
