@@ -34,7 +34,18 @@ type Options struct {
 	// SyncEntries is the number of log entries the sync scenario commits
 	// to the relay's outbox before draining it. Default 50,000.
 	SyncEntries int
+	// Kills is how often the failover scenario SIGKILLs the session's
+	// home. Default DefaultKills (`stapes bench` passes SuiteKills for
+	// the default suite).
+	Kills int
 }
+
+// The failover scenario's kill counts: alone, and in the default suite,
+// where fewer kills keep the suite's time down (about 2 s a kill).
+const (
+	DefaultKills = 20
+	SuiteKills   = 8
+)
 
 // WithDefaults fills unset fields.
 func (o Options) WithDefaults() Options {
@@ -55,6 +66,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.SyncEntries <= 0 {
 		o.SyncEntries = 50_000
+	}
+	if o.Kills <= 0 {
+		o.Kills = DefaultKills
 	}
 	return o
 }
@@ -77,7 +91,7 @@ var registry []*Scenario
 func register(s *Scenario) { registry = append(registry, s) }
 
 // suiteOrder is the order scenarios run and are reported in.
-var suiteOrder = []string{"relay-hop-ws", "relay-hop-quic", "durable-commit", "idle-memory", "quic-setup", "slow-relay", "replicated-commit", "sync"}
+var suiteOrder = []string{"relay-hop-ws", "relay-hop-quic", "durable-commit", "idle-memory", "quic-setup", "slow-relay", "replicated-commit", "failover", "sync"}
 
 // All returns every scenario in suite order.
 func All() []*Scenario {

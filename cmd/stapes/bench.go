@@ -23,7 +23,7 @@ func init() {
 	register(verb{
 		name:    "bench",
 		summary: "run the side-by-side benchmarks and write a report with ratios and plots",
-		usage:   "[--list] [--scenario NAME[,NAME]] [--duration D] [--rate R] [--repeat N] [--sync-entries N] [--out DIR]",
+		usage:   "[--list] [--scenario NAME[,NAME]] [--duration D] [--rate R] [--repeat N] [--sync-entries N] [--kills N] [--out DIR]",
 		flags: func(fs *flag.FlagSet) runFunc {
 			c := &benchCmd{}
 			fs.BoolVar(&c.list, "list", false, "list the scenarios and exit")
@@ -34,6 +34,7 @@ func init() {
 			fs.IntVar(&c.opts.Conns, "conns", 10000, "idle connections per server in idle-memory")
 			fs.IntVar(&c.opts.Setups, "setups", 200, "connection setups per variant and repeat in quic-setup")
 			fs.IntVar(&c.opts.SyncEntries, "sync-entries", 50000, "log entries in the relay's outbox before the sync scenario drains it")
+			fs.IntVar(&c.opts.Kills, "kills", 0, fmt.Sprintf("SIGKILLs of the session's home in the failover scenario (default %d, %d in the default suite)", scenario.DefaultKills, scenario.SuiteKills))
 			fs.StringVar(&c.sessions, "sessions", "1,16,64", "comma-separated concurrencies (sessions) of durable-commit and slow-relay")
 			fs.StringVar(&c.out, "out", "", "report `DIR`ectory (default bench/results/<date>)")
 			fs.StringVar(&c.relayd, "relayd", "", "relayd binary (default: next to this binary, then $PATH)")
@@ -74,8 +75,11 @@ func (c *benchCmd) run(ctx context.Context, e *env) error {
 		}
 		return tw.Flush()
 	}
-	if c.opts.Duration <= 0 || c.opts.Repeat <= 0 || c.opts.Conns <= 0 || c.opts.Setups <= 0 || c.opts.SyncEntries <= 0 || c.opts.Rate < 0 {
-		return usagef("--duration, --repeat, --conns, --setups and --sync-entries must be positive, --rate not negative")
+	if c.opts.Duration <= 0 || c.opts.Repeat <= 0 || c.opts.Conns <= 0 || c.opts.Setups <= 0 || c.opts.SyncEntries <= 0 || c.opts.Kills < 0 || c.opts.Rate < 0 {
+		return usagef("--duration, --repeat, --conns, --setups and --sync-entries must be positive, --rate and --kills not negative")
+	}
+	if c.opts.Kills == 0 && c.scenarios == "" {
+		c.opts.Kills = scenario.SuiteKills
 	}
 	for _, f := range strings.Split(c.sessions, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -140,6 +144,7 @@ func (c *benchCmd) run(ctx context.Context, e *env) error {
 			"idle connections": fmt.Sprint(opts.Conns),
 			"setups":           fmt.Sprint(opts.Setups),
 			"sync entries":     fmt.Sprint(opts.SyncEntries),
+			"failover kills":   fmt.Sprint(opts.Kills),
 		},
 	}
 	if rev := gitRevision(); rev != "" {
