@@ -254,7 +254,7 @@ func replicatedPlots(res *bench.ScenarioResult, rates []float64, systems []commi
 	for _, rate := range rates {
 		l := rateLabel(rate)
 		p := &bench.PlotSpec{File: fmt.Sprintf("%s-latency-%s.png", res.Name, l),
-			Title: fmt.Sprintf("%s: SEND → PERSISTED at %s msg/s (median of repeats)", res.Name, l),
+			Title: fmt.Sprintf("%s: SEND -> PERSISTED at %s msg/s (median of repeats)", res.Name, l),
 			Kind:  "lines", YLabel: "latency, us (log)", XLabel: "percentile", LogY: true}
 		for _, c := range pctCats {
 			p.Categories = append(p.Categories, c.label)
