@@ -104,22 +104,11 @@ func killHomes(ctx context.Context, e *Env, c *cluster, f *fitting, kills int) (
 	var restarted time.Time
 	for k := range kills {
 		done := step(e, fmt.Sprintf("failover: kill %d/%d", k+1, kills), 2*time.Second)
-		select {
-		case <-time.After(100*time.Millisecond + rand.N(400*time.Millisecond)):
-		case <-ctx.Done():
+		home, epoch, err := settle(ctx, c, f, restarted)
+		if err != nil {
 			done()
-			return resumes, persists, ctx.Err()
+			return resumes, persists, fmt.Errorf("before kill %d: %w", k+1, err)
 		}
-		healthy := func() bool {
-			_, _, one := f.home()
-			_, fresh := f.persistedAfter(restarted)
-			return one && fresh && c.ready(ctx)
-		}
-		if err := waitUntil(ctx, failoverWait, healthy); err != nil {
-			done()
-			return resumes, persists, fmt.Errorf("before kill %d: cluster not healthy: %w (%s)", k+1, err, f.describe())
-		}
-		home, epoch, _ := f.home()
 		victim, ok := c.byURL(home)
 		if !ok {
 			done()
@@ -128,7 +117,7 @@ func killHomes(ctx context.Context, e *Env, c *cluster, f *fitting, kills int) (
 		killed := time.Now()
 		victim.kill()
 		var tc, tp, tn time.Time
-		err := waitUntil(ctx, failoverWait, func() bool {
+		err = waitUntil(ctx, failoverWait, func() bool {
 			var okc, okp, okn bool
 			tc, okc = f.resumedAt(f.clin, epoch, home)
 			tp, okp = f.resumedAt(f.pat, epoch, home)
@@ -154,6 +143,33 @@ func killHomes(ctx context.Context, e *Env, c *cluster, f *fitting, kills int) (
 		done()
 	}
 	return resumes, persists, nil
+}
+
+// settle waits until the cluster is healthy — every relay answers
+// /readyz, both clients are on one home at one epoch, and a PERSISTED
+// arrived since restarted (under --require-replica: the home has a
+// replica) — and then a random 100–500 ms more, so kills land anywhere in
+// the commit cycle. It returns the home and its epoch.
+func settle(ctx context.Context, c *cluster, f *fitting, restarted time.Time) (home string, epoch uint64, err error) {
+	healthy := func() bool {
+		_, _, one := f.home()
+		_, fresh := f.persistedAfter(restarted)
+		return one && fresh && c.ready(ctx)
+	}
+	deadline := time.Now().Add(failoverWait)
+	for {
+		if err := waitUntil(ctx, time.Until(deadline), healthy); err != nil {
+			return "", 0, fmt.Errorf("cluster not healthy: %w (%s)", err, f.describe())
+		}
+		select {
+		case <-time.After(100*time.Millisecond + rand.N(400*time.Millisecond)):
+		case <-ctx.Done():
+			return "", 0, ctx.Err()
+		}
+		if home, epoch, ok := f.home(); ok {
+			return home, epoch, nil
+		}
+	}
 }
 
 // describe summarises both clients' last admissions, for errors.
