@@ -72,6 +72,16 @@ func peerMAC(secret []byte, role string, qc *quic.Conn) ([]byte, error) {
 	return m.Sum(nil), nil
 }
 
+// peerResetKey derives the peer listener's stateless reset key from the
+// cluster secret and the relay's id (the same after a restart).
+func peerResetKey(secret []byte, relayID string) quic.StatelessResetKey {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("stapes-peer-stateless-reset\x00" + relayID))
+	var k quic.StatelessResetKey
+	copy(k[:], m.Sum(nil))
+	return k
+}
+
 func peerQUICConfig() *quic.Config {
 	// Every client forwarded over a link holds one stream for its
 	// lifetime; stream windows stay small so a few stalled clients cannot
@@ -315,11 +325,18 @@ func (s *Server) ServePeers(udp net.PacketConn, tlsConf *tls.Config) error {
 	}
 	tc := tlsConf.Clone()
 	tc.NextProtos = []string{peerwire.ALPN}
-	ln, err := quic.Listen(udp, tc, peerQUICConfig())
+	// A stateless reset key that survives restarts: a relay restarted on
+	// the same address answers packets of its former process's links with
+	// a reset, so peers drop those links at once instead of sending
+	// requests into them until the idle timeout (which stalled takeovers
+	// right after a peer restarted).
+	key := peerResetKey(s.cfg.PeerSecret, s.cfg.RelayID)
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: &key}
+	ln, err := tr.Listen(tc, peerQUICConfig())
 	if err != nil {
 		return fmt.Errorf("relay: peer listener: %w", err)
 	}
-	stop := context.AfterFunc(s.ctx, func() { ln.Close() })
+	stop := context.AfterFunc(s.ctx, func() { ln.Close(); tr.Close() })
 	defer stop()
 	for {
 		qc, err := ln.Accept(s.ctx)

@@ -449,6 +449,12 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 	lk := s.stripes.of(id)
 	lk.Lock()
 	defer lk.Unlock()
+	if s.sessionLoaded(id) {
+		// Another connection resolved it while this one waited for the
+		// stripe (both participants often arrive together): it is
+		// served here now, and its commits are moving the head.
+		return 0, "", nil
+	}
 	o, ok, err := s.ownerRecord(ctx, id)
 	if err != nil {
 		return 0, "", err
@@ -637,20 +643,39 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 		return nil
 	}
 	var cands []Peer
-	if p, ok := s.peerByID(o.replica); ok && o.replica != s.cfg.RelayID && o.replica != exclude {
-		cands = append(cands, p)
+	skip := map[string]bool{exclude: true}
+	if p, ok := s.peerByID(o.replica); ok && o.replica != s.cfg.RelayID && o.replica != exclude && !s.links.isDown(p.Addr) {
+		cands = append(cands, p) // the recorded replica first: it has the log
+		skip[o.replica] = true
 	}
-	for _, p := range s.replicaCandidates(id, map[string]bool{o.replica: true, exclude: true}) {
-		cands = append(cands, p)
-	}
+	cands = append(cands, s.replicaCandidates(id, skip)...)
+	// A first pass asks each candidate within ProbeTimeout, so a dead one
+	// (often the former home's recorded replica, killed with it or just
+	// before) costs little; a second pass gives those that did not answer
+	// ReplicaTimeout (under load a live relay can be slower than a probe).
 	var lastErr error = errNoReplica
-	for _, p := range cands {
-		err := s.syncTo(ctx, p, id, tenant, o)
-		var st *staleError
-		if err == nil || errors.As(err, &st) {
-			return err
+	var slow []Peer
+	for pass, timeout := range []time.Duration{s.cfg.ProbeTimeout, s.cfg.ReplicaTimeout} {
+		if pass == 1 {
+			cands, slow = slow, nil
 		}
-		lastErr = err
+		for _, p := range cands {
+			err := s.syncTo(ctx, p, id, tenant, o, timeout)
+			for retry := 0; errors.Is(err, errAhead) && retry < 3; retry++ {
+				// It gained entries meanwhile (a concurrent takeover
+				// elsewhere, or the former home's last batch): again.
+				err = s.syncTo(ctx, p, id, tenant, o, timeout)
+			}
+			var st *staleError
+			if err == nil || errors.As(err, &st) {
+				return err
+			}
+			if errors.Is(err, errProbe) {
+				slow = append(slow, p)
+			}
+			s.log.Warn("syncing a replica candidate failed", "session", id, "peer", p.ID, "pass", pass, "err", err)
+			lastErr = err
+		}
 	}
 	if s.cfg.RequireReplica {
 		return lastErr
@@ -658,13 +683,18 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 	return nil
 }
 
-func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner) error {
+// errProbe marks a candidate replica that did not answer the first probe
+// of a sync in time.
+var errProbe = errors.New("relay: candidate replica did not answer")
+
+// syncTo brings replica candidate p in line with this home; probeTimeout
+// bounds its first answer (errProbe if it does not come), ReplicaTimeout
+// every later one.
+func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner, probeTimeout time.Duration) error {
 	call := func(m *peerwire.Msg) (*peerwire.Msg, error) { return s.callPeer(ctx, p, m, s.cfg.ReplicaTimeout) }
-	// A live candidate, not a liveness test: the replica timeout (under
-	// load a 300 ms probe timeout could refuse every candidate).
-	rep, err := call(&peerwire.Msg{Type: peerwire.TypeProbe, Session: id})
+	rep, err := s.callPeer(ctx, p, &peerwire.Msg{Type: peerwire.TypeProbe, Session: id}, probeTimeout)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errProbe, err)
 	}
 	if rep.Status == peerwire.StatusOK && newer(rep.Epoch, rep.Home, o.epoch, o.home) && rep.Home != s.cfg.RelayID {
 		n := owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}
@@ -726,9 +756,16 @@ func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner)
 	return nil
 }
 
+// errAhead is a replica's refusal because it has entries the sender
+// lacks (it gained some since the sender looked: fetch them, try again).
+var errAhead = errors.New("relay: the replica holds entries this relay lacks")
+
 func replyError(p Peer, r *peerwire.Msg) error {
-	if r.Status == peerwire.StatusStale {
+	switch r.Status {
+	case peerwire.StatusStale:
 		return &staleError{owner{epoch: r.Epoch, home: r.Home, url: r.URL}}
+	case peerwire.StatusAhead:
+		return fmt.Errorf("%w: replica %s at %d", errAhead, p.ID, r.Head)
 	}
 	return fmt.Errorf("relay: replica %s refused (status %d): %s", p.ID, r.Status, r.Reason)
 }
