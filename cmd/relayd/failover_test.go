@@ -99,7 +99,9 @@ func (n *node) start(tc *tls.Config) {
 	go c.watch(stderr)
 	n.t.Cleanup(c.kill)
 	n.c = c
-	deadline := time.Now().Add(20 * time.Second)
+	// Generous: under the race detector on a loaded 2-core machine a
+	// start can take several seconds (a bounded poll, not a speed check).
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if conn, err := relaytest.TryDial(n.addr, tc, "ws"); err == nil {
 			conn.Close()
@@ -107,7 +109,7 @@ func (n *node) start(tc *tls.Config) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a child process for readiness
 	}
-	n.t.Fatalf("relayd %s did not come up", n.id)
+	n.t.Fatalf("relayd %s did not come up within a minute", n.id)
 }
 
 // TestFailoverUnderSIGKILL is issue 6's acceptance 3 on real processes:

@@ -57,7 +57,9 @@ func startRelayd(t *testing.T, dir, keyring, addr string, extra ...string) *chil
 	c := &child{cmd: cmd, addr: addr, ops: make(chan string, 1), exit: make(chan error, 1)}
 	go c.watch(stderr)
 	t.Cleanup(func() { c.kill() })
-	deadline := time.Now().Add(20 * time.Second)
+	// Generous: under the race detector on a loaded 2-core machine a
+	// start can take several seconds (a bounded poll, not a speed check).
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if pemBytes, err := os.ReadFile(certFile); err == nil {
 			if blk, _ := pem.Decode(pemBytes); blk != nil {
