@@ -100,12 +100,33 @@ func (s *session) enqueue(o *op) {
 // commitLoop commits queued ops in batches until the queue is empty. There
 // is at most one per session, so the store sees one Commit per session at a
 // time; concurrent sessions share fsyncs in the store.
+//
+// With replication a batch goes to the replica first and is committed
+// here only after the replica has it (so this relay never holds an entry
+// its replica lacks), and the two stages overlap: while batch k is
+// committed here, batch k+1 travels to the replica. At most one batch
+// waits for its local commit, so a session's throughput is bounded by the
+// slower stage, not by their sum.
 func (s *session) commitLoop() {
 	defer s.srv.commitWG.Done()
 	cfg := &s.srv.cfg
+	var local chan struct{} // closed when the last batch's local commit ended (nil: none)
+	waitLocal := func() {
+		if local != nil {
+			<-local
+			local = nil
+		}
+	}
 	for {
 		s.mu.Lock()
 		if len(s.queue) == 0 || s.failed != nil {
+			if local != nil {
+				// The last batch may fail or more may be queued meanwhile:
+				// look again once it is committed.
+				s.mu.Unlock()
+				waitLocal()
+				continue
+			}
 			s.committing = false
 			s.mu.Unlock()
 			s.srv.maybeRetire(s)
@@ -143,54 +164,79 @@ func (s *session) commitLoop() {
 			}
 		}
 		start := time.Now()
-		degraded := false
-		if s.srv.replicating() {
-			var err error
-			if degraded, err = s.replicate(entries, meta); err != nil {
-				s.forgetDevices(batch)
-				var st *staleError
-				if errors.As(err, &st) {
-					s.fenced(st)
-				} else {
-					s.fail(err)
-				}
-				continue
-			}
+		if !s.srv.replicating() {
+			s.commitLocal(batch, entries, meta, false, start)
+			continue
+		}
+		degraded, err := s.replicate(entries, meta)
+		if err == nil {
 			if rec := (owner{epoch: s.epoch, home: s.srv.cfg.RelayID, url: cfg.SelfURL, replica: s.replica}); rec != s.recorded {
 				s.recorded = rec
 				meta[ownerMeta(s.id)] = rec.encode()
 			}
 		}
-		err := cfg.Store.Commit(s.srv.ctx, s.id, entries, meta)
-		s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
-		s.srv.met.commitBatch.Observe(float64(len(batch)))
-		if err != nil {
+		waitLocal() // the previous batch first: commits of a session are sequential
+		s.mu.Lock()
+		failed := s.failed
+		s.mu.Unlock()
+		switch {
+		case failed != nil:
+			// The previous batch's local commit failed: this one, on the
+			// replica already, is fetched back when the session reloads
+			// (replica.go) and its senders' retries get their seqs.
 			s.forgetDevices(batch)
-			s.fail(err)
+			continue
+		case err != nil:
+			s.forgetDevices(batch)
+			var st *staleError
+			if errors.As(err, &st) {
+				s.fenced(st)
+			} else {
+				s.fail(err)
+			}
 			continue
 		}
-		s.mu.Lock()
-		s.head = batch[len(batch)-1].e.seq
-		for _, o := range batch {
-			if o.key != "" && s.inflight[o.key] == o {
-				delete(s.inflight, o.key)
-			}
-			s.tail.push(o.e)
+		done := make(chan struct{})
+		local = done
+		go func() {
+			defer close(done)
+			s.commitLocal(batch, entries, meta, degraded, start)
+		}()
+	}
+}
+
+// commitLoop's second stage: commit a batch here, then acknowledge it.
+func (s *session) commitLocal(batch []*op, entries []wire.LogEntry, meta map[string][]byte, degraded bool, start time.Time) {
+	cfg := &s.srv.cfg
+	err := cfg.Store.Commit(s.srv.ctx, s.id, entries, meta)
+	s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
+	s.srv.met.commitBatch.Observe(float64(len(batch)))
+	if err != nil {
+		s.forgetDevices(batch)
+		s.fail(err)
+		return
+	}
+	s.mu.Lock()
+	s.head = batch[len(batch)-1].e.seq
+	for _, o := range batch {
+		if o.key != "" && s.inflight[o.key] == o {
+			delete(s.inflight, o.key)
 		}
-		conns := s.connList()
-		s.mu.Unlock()
-		for _, o := range batch {
-			reply := o.reply
-			if degraded && reply != nil {
-				reply = degradedReply(reply)
-			}
-			for _, c := range o.waiters {
-				c.reply(reply)
-			}
+		s.tail.push(o.e)
+	}
+	conns := s.connList()
+	s.mu.Unlock()
+	for _, o := range batch {
+		reply := o.reply
+		if degraded && reply != nil {
+			reply = degradedReply(reply)
 		}
-		for _, c := range conns {
-			c.kickDurable()
+		for _, c := range o.waiters {
+			c.reply(reply)
 		}
+	}
+	for _, c := range conns {
+		c.kickDurable()
 	}
 }
 
