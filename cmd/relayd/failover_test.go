@@ -125,34 +125,12 @@ func TestFailoverUnderSIGKILL(t *testing.T) {
 	if testing.Short() {
 		kills = 4
 	}
-	dir, keyring, signer, _ := childSetup(t)
-	certFile, keyFile, secretFile, tc := clusterFiles(t, dir)
-	nodes := []*node{{t: t, id: "relay-a"}, {t: t, id: "relay-b"}, {t: t, id: "relay-c"}}
-	peerAddr := map[string]string{}
-	for _, n := range nodes {
-		n.addr = freePair(t)
-		peerAddr[n.id] = freeUDP(t)
-	}
-	var peers []string
-	for _, n := range nodes {
-		peers = append(peers, fmt.Sprintf("%s@eu@%s@wss://%s%s", n.id, peerAddr[n.id], n.addr, relay.WSPath))
-	}
-	for _, n := range nodes {
-		n.args = []string{"--listen", n.addr, "--ops", "127.0.0.1:0", "--data", filepath.Join(dir, n.id), "--keyring", keyring,
-			"--tls-cert", certFile, "--tls-key", keyFile, "--relay-id", n.id, "--region", "eu", "--log-level", failoverLogLevel(),
-			"--peer-listen", peerAddr[n.id], "--peer-secret-file", secretFile, "--peers", strings.Join(peers, ","),
-			"--require-replica", "--self-url", "wss://" + n.addr + relay.WSPath}
-		n.start(tc)
-	}
+	nodes, signer, tc, urls := startRegion(t, "relay-a", "relay-b", "relay-c")
 	mint := func(role, subject string) func(context.Context) ([]byte, error) {
 		return func(context.Context) ([]byte, error) {
 			return signer.Sign(token.Claims{Tenant: "t1", Subject: subject, Role: role, Session: "fo", Device: "HA-1", Model: "m1",
 				Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: subject})
 		}
-	}
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, "wss://"+n.addr+relay.WSPath)
 	}
 	newClient := func(role, subject string) *client.Client {
 		c, err := client.New(client.Config{URLs: urls, Token: mint(role, subject), Session: "fo", TLS: tc,
@@ -341,6 +319,35 @@ func TestFailoverUnderSIGKILL(t *testing.T) {
 	slices.Sort(resumeTimes)
 	t.Logf("%d kills, %d commands applied exactly once; kill → both resumed on the replica: min %v, median %v, max %v (all: %v)", kills, len(all),
 		resumeTimes[0].Round(time.Millisecond), resumeTimes[len(resumeTimes)/2].Round(time.Millisecond), resumeTimes[len(resumeTimes)-1].Round(time.Millisecond), resumeTimes)
+}
+
+// startRegion starts relayd processes with the given ids as one region
+// (eu) of a static cluster that replicates with --require-replica, and
+// returns them (in order), the token signer, a TLS config that trusts
+// them, and their client URLs (WebSocket).
+func startRegion(t *testing.T, ids ...string) (nodes []*node, signer *token.Signer, tc *tls.Config, urls []string) {
+	t.Helper()
+	dir, keyring, signer, _ := childSetup(t)
+	certFile, keyFile, secretFile, tc := clusterFiles(t, dir)
+	peerAddr := map[string]string{}
+	for _, id := range ids {
+		n := &node{t: t, id: id, addr: freePair(t)}
+		peerAddr[id] = freeUDP(t)
+		nodes = append(nodes, n)
+	}
+	var peers []string
+	for _, n := range nodes {
+		peers = append(peers, fmt.Sprintf("%s@eu@%s@wss://%s%s", n.id, peerAddr[n.id], n.addr, relay.WSPath))
+	}
+	for _, n := range nodes {
+		n.args = []string{"--listen", n.addr, "--ops", "127.0.0.1:0", "--data", filepath.Join(dir, n.id), "--keyring", keyring,
+			"--tls-cert", certFile, "--tls-key", keyFile, "--relay-id", n.id, "--region", "eu", "--log-level", failoverLogLevel(),
+			"--peer-listen", peerAddr[n.id], "--peer-secret-file", secretFile, "--peers", strings.Join(peers, ","),
+			"--require-replica", "--self-url", "wss://" + n.addr + relay.WSPath}
+		n.start(tc)
+		urls = append(urls, "wss://"+n.addr+relay.WSPath)
+	}
+	return nodes, signer, tc, urls
 }
 
 func failoverLogLevel() string {
