@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/quic-go/quic-go"
 	"log/slog"
 	"time"
 
@@ -83,6 +84,12 @@ type Config struct {
 	// links are kept warm, so a live home answers in milliseconds).
 	// Default 300ms.
 	ProbeTimeout time.Duration
+	// QUICResetKey, if set, is the client QUIC listener's stateless reset
+	// key. Keep it across restarts (relayd stores it in its data
+	// directory): a relay restarted on the same address then answers
+	// packets of its former process's connections with a reset, and
+	// clients reconnect at once instead of waiting for their idle timeout.
+	QUICResetKey *quic.StatelessResetKey
 	// Forward says when a participant whose session lives on another
 	// relay is served here, through a relay-to-relay link to the session's
 	// home, instead of being redirected there (GOAWAY): ForwardRegion (the

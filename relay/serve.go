@@ -70,7 +70,8 @@ func (s *Server) Serve(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config
 	if udp != nil {
 		qc := tlsConf.Clone()
 		qc.NextProtos = []string{Subprotocol}
-		ql, err := quic.ListenEarly(udp, qc, QUICConfig())
+		tr := &quic.Transport{Conn: udp, StatelessResetKey: s.cfg.QUICResetKey}
+		ql, err := tr.ListenEarly(qc, QUICConfig())
 		if err != nil {
 			for _, f := range stop {
 				f()
@@ -84,7 +85,7 @@ func (s *Server) Serve(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config
 			}
 			return nil
 		})
-		stop = append(stop, func() { ql.Close() })
+		stop = append(stop, func() { ql.Close(); tr.Close() })
 	}
 	g.Go(func() error {
 		<-s.ctx.Done()

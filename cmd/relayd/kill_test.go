@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/relay/wire"
 	"github.com/stapes-relay/stapes/token"
@@ -241,4 +243,33 @@ func childSetup(t *testing.T) (dir, keyring string, signer *token.Signer, addr s
 	tcp.Close()
 	udp.Close()
 	return dir, keyring, signer, addr
+}
+
+// TestQUICResetAfterRestart: a QUIC client of a relayd that is SIGKILLed
+// and restarted on the same address and data learns at its next message
+// that its connection is gone (a stateless reset, from the key relayd
+// keeps in its data directory), instead of waiting for the idle timeout.
+func TestQUICResetAfterRestart(t *testing.T) {
+	dir, keyring, signer, addr := childSetup(t)
+	rd := startRelayd(t, dir, keyring, addr)
+	tok, err := signer.Sign(token.Claims{Tenant: "t1", Subject: "c1", Role: "clinician", Session: "reset",
+		Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := relaytest.DialAddr(t, addr, rd.tls, "quic")
+	cl.Hello(tok, false, 0)
+	rd.kill()
+	startRelayd(t, dir, keyring, addr)
+	// A packet of some size: QUIC answers only packets larger than a
+	// reset with one (a bare keepalive PING is too small).
+	if err := cl.TrySend(&wire.Frame{Type: wire.TypeSend, ClientID: "m1", Kind: wire.KindChat, Flags: wire.FlagDurable,
+		Payload: make([]byte, 200)}); err != nil {
+		t.Fatalf("send after the restart: %v", err)
+	}
+	_, err = cl.Next(30 * time.Second)
+	var reset *quic.StatelessResetError
+	if !errors.As(err, &reset) {
+		t.Fatalf("after the relay restarted: %v, want a stateless reset", err)
+	}
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
 	"github.com/stapes-relay/stapes/relay"
 )
 
@@ -161,4 +165,29 @@ func startOps(addr string, reg *prometheus.Registry, srv *relay.Server, relayMap
 		}
 	}()
 	return &opsServer{ln: ln, hs: hs}, nil
+}
+
+// quicResetKey returns the client QUIC listener's stateless reset key from
+// DATA/quic-reset.key, creating the file (32 random bytes, 0600) on first
+// start, so a restarted relay resets its former process's connections.
+func quicResetKey(dataDir string) (*quic.StatelessResetKey, error) {
+	path := filepath.Join(dataDir, "quic-reset.key")
+	var k quic.StatelessResetKey
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) == len(k):
+		copy(k[:], b)
+		return &k, nil
+	case err == nil:
+		return nil, fmt.Errorf("%s holds %d bytes, want %d: delete it and restart (a new key is made)", path, len(b), len(k))
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading the QUIC reset key: %w", err)
+	}
+	if _, err := rand.Read(k[:]); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, k[:], 0o600); err != nil {
+		return nil, fmt.Errorf("writing the QUIC reset key: %w", err)
+	}
+	return &k, nil
 }

@@ -88,6 +88,11 @@ func serve(o *options, log *slog.Logger) error {
 		EphemeralQueue: o.ephemeralQueue, MaxConns: o.maxConns, AcceptRate: o.acceptRate, DrainRedirect: o.drainRedirect, DrainGrace: o.drainGrace,
 		OriginPatterns: o.origins, Delay: o.delay,
 	}
+	if udp != nil {
+		if cfg.QUICResetKey, err = quicResetKey(o.dataDir); err != nil {
+			return err
+		}
+	}
 	if ctl != nil {
 		cfg.Devices = ctl.dir
 	}
