@@ -86,8 +86,11 @@ func peerQUICConfig() *quic.Config {
 	// Every client forwarded over a link holds one stream for its
 	// lifetime; stream windows stay small so a few stalled clients cannot
 	// use up the connection's window and hold up the others.
-	return &quic.Config{MaxIncomingStreams: 1 << 16, MaxIncomingUniStreams: -1, MaxIdleTimeout: 10 * time.Second,
-		KeepAlivePeriod: 2 * time.Second, HandshakeIdleTimeout: 2 * time.Second,
+	// A peer silent for 5 s (1 s keepalives) is gone: its links close, and
+	// so do the client connections forwarded over them (the clients resume
+	// and are forwarded to the session's new home).
+	return &quic.Config{MaxIncomingStreams: 1 << 16, MaxIncomingUniStreams: -1, MaxIdleTimeout: 5 * time.Second,
+		KeepAlivePeriod: time.Second, HandshakeIdleTimeout: 2 * time.Second,
 		InitialStreamReceiveWindow: 256 << 10, MaxStreamReceiveWindow: 2 << 20,
 		InitialConnectionReceiveWindow: 4 << 20, MaxConnectionReceiveWindow: 64 << 20}
 }

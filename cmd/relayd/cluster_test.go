@@ -18,6 +18,7 @@ import (
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/relay/client"
 	"github.com/stapes-relay/stapes/relay/relaytest"
+	"github.com/stapes-relay/stapes/relay/wire"
 	"github.com/stapes-relay/stapes/token"
 )
 
@@ -249,10 +250,16 @@ func TestClusterMembership(t *testing.T) {
 		fit.Command()
 	}
 	clin.Close()
-	pat.Close()
 
 	victim := nodes[0] // the first seed
 	victim.c.kill()    // SIGKILL by pid
+	// The patient forwarded to the victim (the session's home) is told
+	// when the link dies, so it can resume (bounded wait, not a timing).
+	killed := time.Now()
+	if code, closed := pat.ClosedWith(time.Minute); !closed || code != wire.CodeUnavailable {
+		t.Fatalf("forwarded patient after its home was killed: closed %v code %v, want unavailable", closed, code)
+	}
+	linkLost := time.Since(killed)
 	detect := waitMaps("SIGKILLed "+victim.id+" reported dead by the others", others(victim), gone(victim, "dead"))
 	start(victim)
 	rejoin := waitMaps(victim.id+" restarted: three alive again", nodes, allAlive)
@@ -273,6 +280,7 @@ func TestClusterMembership(t *testing.T) {
 	}
 	exited := time.Since(termAt)
 	left := waitMaps("SIGTERMed "+leaver.id+" reported left by the others", others(leaver), gone(leaver, "left"))
+	t.Logf("forwarded client told of its dead home after %v", linkLost.Round(time.Millisecond))
 	t.Logf("converged %v, SIGKILL detected %v, rejoined %v, SIGTERM to exit %v, leave seen %v after (local profile, loopback)",
 		converge.Round(time.Millisecond), detect.Round(time.Millisecond), rejoin.Round(time.Millisecond), exited.Round(time.Millisecond), left.Round(time.Millisecond))
 }
