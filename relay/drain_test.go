@@ -116,18 +116,7 @@ func TestDrainHandsSessionsOver(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		seen := map[string]bool{}
-		for len(seen) < 8 {
-			select {
-			case d := <-p.pat.Deliveries():
-				if seen[string(d.Payload)] {
-					t.Fatalf("%s: %q delivered twice", p.id, d.Payload)
-				}
-				seen[string(d.Payload)] = true
-			case <-ctx.Done():
-				t.Fatalf("%s: patient got %d of 8 messages", p.id, len(seen))
-			}
-		}
+		relaytest.ExpectOnce(ctx, t, p.id+" patient", p.pat.Deliveries(), 8, func(d client.Delivery) string { return string(d.Payload) })
 	}
 	if a.Server.Load() != 0 {
 		t.Fatalf("drained relay still has %d connections", a.Server.Load())

@@ -289,13 +289,7 @@ func (s *Server) serveForward(node string, st *quic.Stream) {
 	for {
 		b, err := wire.ReadFrame(br, s.cfg.MaxFrame)
 		if err != nil {
-			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrEmpty) {
-				code := wire.CodeTooLarge
-				if errors.Is(err, wire.ErrEmpty) {
-					code = wire.CodeMalformed
-				}
-				c.fail(&protoError{code: code, msg: err.Error(), fatal: true})
-			}
+			c.badFrame(err)
 			break
 		}
 		if c.handleFrame(c.ctx, b) != nil {

@@ -140,13 +140,7 @@ func (s *Server) runStream(c *conn, qc *quic.Conn, wg *sync.WaitGroup, st *quic.
 		for {
 			b, err := wire.ReadFrame(br, s.cfg.MaxFrame)
 			if err != nil {
-				if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrEmpty) {
-					code := wire.CodeTooLarge
-					if errors.Is(err, wire.ErrEmpty) {
-						code = wire.CodeMalformed
-					}
-					c.fail(&protoError{code: code, msg: err.Error(), fatal: true})
-				} else if control {
+				if !c.badFrame(err) && control {
 					c.cancel() // control stream gone: the connection is over
 				}
 				return
@@ -157,6 +151,21 @@ func (s *Server) runStream(c *conn, qc *quic.Conn, wg *sync.WaitGroup, st *quic.
 			}
 		}
 	}()
+}
+
+// badFrame fails c when err, from wire.ReadFrame, is the peer's fault (a
+// frame too large, or empty) and reports whether it was; other errors end
+// the stream.
+func (c *conn) badFrame(err error) bool {
+	code := wire.CodeTooLarge
+	switch {
+	case errors.Is(err, wire.ErrEmpty):
+		code = wire.CodeMalformed
+	case !errors.Is(err, wire.ErrTooLarge):
+		return false
+	}
+	c.fail(&protoError{code: code, msg: err.Error(), fatal: true})
+	return true
 }
 
 // lastErrorCode is the code of the fatal ERROR a connection ended with.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stapes-relay/stapes/relay/client"
+	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/relay/wire"
 	"github.com/stapes-relay/stapes/token"
 )
@@ -140,18 +141,7 @@ func TestSIGTERMDrainsSessions(t *testing.T) {
 		if w, ok := p.clin.Welcome(); !ok || w.URL == urls[0] || w.Epoch < 2 {
 			t.Fatalf("%s: clinician on %q epoch %d (connected %v), want another relay at epoch ≥ 2", p.id, w.URL, w.Epoch, ok)
 		}
-		seen := map[string]bool{}
-		for len(seen) < 8 {
-			select {
-			case d := <-p.pat.Deliveries():
-				if seen[string(d.Payload)] {
-					t.Fatalf("%s: %q delivered twice", p.id, d.Payload)
-				}
-				seen[string(d.Payload)] = true
-			case <-ctx.Done():
-				t.Fatalf("%s: the patient got %d of 8 messages", p.id, len(seen))
-			}
-		}
+		relaytest.ExpectOnce(ctx, t, p.id+" patient", p.pat.Deliveries(), 8, func(d client.Delivery) string { return string(d.Payload) })
 	}
 	t.Logf("%d sessions, %d messages acknowledged and delivered once; SIGTERM to exit %v", sessions, len(sent), exited.Round(time.Millisecond))
 }

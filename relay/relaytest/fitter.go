@@ -1,6 +1,7 @@
 package relaytest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -57,6 +58,26 @@ func (f *Fitter) Command() {
 		r := f.Clin.NextOf(wire.TypeReceipt, 10*time.Second)
 		if r.RefSeq == d.Seq && r.Stage == wire.StageApplied {
 			return
+		}
+	}
+}
+
+// ExpectOnce reads from ch until n distinct items (by key) arrived,
+// failing the test on one that arrives twice, or when ctx ends first.
+// what names the receiver in messages.
+func ExpectOnce[T any](ctx context.Context, t testing.TB, what string, ch <-chan T, n int, key func(T) string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for len(seen) < n {
+		select {
+		case v := <-ch:
+			k := key(v)
+			if seen[k] {
+				t.Fatalf("%s: %q delivered twice", what, k)
+			}
+			seen[k] = true
+		case <-ctx.Done():
+			t.Fatalf("%s: got %d of %d", what, len(seen), n)
 		}
 	}
 }
