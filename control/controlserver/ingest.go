@@ -32,9 +32,13 @@ type appliedReceipt struct {
 // inserted ON CONFLICT DO NOTHING; a config change already recorded from
 // the same session message is recognised), so a batch that fails half way
 // is simply retried by the relay, and a replayed batch inserts nothing.
+// Records are verified and turned into rows while pgstore copies the audit
+// rows (SyncRows.More), so that Go's work overlaps with Postgres'.
 func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch) (*syncAnswer, error) {
 	ans := &syncAnswer{AckedPos: b.Pos, Broken: []string{}}
-	now := s.cfg.Now().UTC() // syncproto carries no commit time: rows are stamped on arrival
+	// syncproto carries no commit time: rows are stamped on arrival.
+	v := &verifier{s: s, n: n, b: b, ans: ans, now: s.cfg.Now().UTC(),
+		inBatch: map[entryKey]storedMessage{}, chain: map[sessionKey]chainLink{}, broken: map[sessionKey]bool{}}
 
 	// Where each session's chain continues from: the previous record of
 	// the batch, or the entry stored in audit_log.
@@ -48,70 +52,16 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		}
 		lastSeq[sk] = rec.Seq
 	}
-	stored, err := s.auditHashes(ctx, need)
-	if err != nil {
+	var err error
+	if v.stored, err = s.auditHashes(ctx, need); err != nil {
 		return nil, err
 	}
 
-	var (
-		audits   = make([]pgstore.AuditEntry, 0, len(b.Records))
-		msgs     []pgstore.Message
-		receipts []pgstore.Receipt
-		applied  []appliedReceipt
-		started  []sessionKey // sessions whose first entry is in the batch
-		inBatch  = map[entryKey]storedMessage{}
-		chain    = map[sessionKey]chainLink{}
-		broken   = map[sessionKey]bool{}
-	)
-	for i := range b.Records {
-		rec := &b.Records[i]
-		sk := sessionKey{rec.Tenant, rec.Session}
-		last, seen := chain[sk]
-		if seen && rec.Seq <= last.seq {
-			s.flagBroken(ctx, n, rec, "seq repeats or goes backwards within the batch", broken, ans)
-			continue
-		}
-		var prev []byte
-		switch {
-		case rec.Seq == 1:
-			prev = audit.Genesis
-		case seen && last.seq == rec.Seq-1:
-			prev = last.hash
-		default:
-			prev = stored[entryKey{rec.Tenant, rec.Session, rec.Seq - 1}]
-		}
-		chain[sk] = chainLink{rec.Seq, rec.Hash}
-		a := pgstore.AuditEntry{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, PrevHash: prev,
-			Hash: rec.Hash, Entry: rec.Frame, CreatedAt: now}
-		if prev == nil {
-			a.ChainBroken = true
-			s.flagBroken(ctx, n, rec, "the previous entry is not stored (lost, or not synced yet)", broken, ans)
-		} else if _, err := audit.Verify(rec.Session, prev, []audit.Entry{{Seq: rec.Seq, Hash: rec.Hash, Frame: rec.Frame}}); err != nil {
-			a.ChainBroken = true
-			s.flagBroken(ctx, n, rec, "the recorded hash does not match the entry", broken, ans)
-		}
-		audits = append(audits, a)
-		if a.ChainBroken {
-			continue // kept as evidence in audit_log only, never as a valid message or receipt
-		}
-		if rec.Seq == 1 {
-			started = append(started, sk)
-		}
-		m, rc, ok := s.rowsOf(ctx, n, rec, now)
-		switch {
-		case !ok:
-		case m != nil:
-			msgs = append(msgs, *m)
-			inBatch[entryKey{rec.Tenant, rec.Session, rec.Seq}] = storedMessage{kind: m.Kind, payload: m.Payload}
-		case rc != nil:
-			receipts = append(receipts, *rc)
-			if wire.Stage(rc.Stage) == wire.StageApplied {
-				applied = append(applied, appliedReceipt{msg: entryKey{rec.Tenant, rec.Session, rc.RefSeq}})
-			}
-		}
+	rows := &pgstore.SyncRows{Audit: make([]pgstore.AuditEntry, 0, len(b.Records)), Events: s.eventsOf(ctx, n, b)}
+	if len(b.Records) > 0 {
+		rows.More = func(rows *pgstore.SyncRows) bool { return v.more(ctx, rows) }
 	}
-
-	c, err := s.st.IngestSync(ctx, &pgstore.SyncRows{Audit: audits, Messages: msgs, Receipts: receipts, Events: s.eventsOf(ctx, n, b)})
+	c, err := s.st.IngestSync(ctx, rows)
 	if err != nil {
 		return nil, err
 	}
@@ -120,10 +70,10 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 	s.m.syncRows.WithLabelValues("messages").Add(float64(ans.Messages))
 	s.m.syncRows.WithLabelValues("receipts").Add(float64(ans.Receipts))
 	s.m.syncRows.WithLabelValues("session_events").Add(float64(ans.Events))
-	if ans.ConfigConflicts, err = s.advanceConfigs(ctx, applied, inBatch); err != nil {
+	if ans.ConfigConflicts, err = s.advanceConfigs(ctx, v.applied, v.inBatch); err != nil {
 		return nil, err
 	}
-	for _, sk := range started {
+	for _, sk := range v.started {
 		// The session's first entry: it is active, on this relay. (A
 		// session controld did not create is none of its business.)
 		if _, err := s.st.SetSessionState(ctx, sk.tenant, sk.session, pgstore.StateActive, n.ID); err != nil && !errors.Is(err, pgstore.ErrNotFound) {
@@ -131,6 +81,91 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		}
 	}
 	return ans, nil
+}
+
+// verifier walks a batch's records in order, verifying each session's
+// audit chain and turning each record into rows. It is driven by pgstore
+// (SyncRows.More) from the COPY's goroutine, one call at a time; ingest
+// reads its results after IngestSync returned.
+type verifier struct {
+	s      *Server
+	n      *pgstore.Node
+	b      *syncproto.Batch
+	ans    *syncAnswer
+	now    time.Time
+	stored map[entryKey][]byte // hashes of the entries the batch continues from
+	next   int                 // the next record to verify
+
+	applied []appliedReceipt
+	started []sessionKey // sessions whose first entry is in the batch
+	inBatch map[entryKey]storedMessage
+	chain   map[sessionKey]chainLink
+	broken  map[sessionKey]bool
+}
+
+// more verifies records until it has appended one audit row (and the
+// record's message or receipt, if any) to rows; false when every record
+// has been verified.
+func (v *verifier) more(ctx context.Context, rows *pgstore.SyncRows) bool {
+	for v.next < len(v.b.Records) {
+		rec := &v.b.Records[v.next]
+		v.next++
+		if v.record(ctx, rec, rows) {
+			return true
+		}
+	}
+	return false
+}
+
+// record verifies rec and appends its rows; false when rec is not stored
+// at all (a seq that repeats or goes backwards within the batch).
+func (v *verifier) record(ctx context.Context, rec *syncproto.Record, rows *pgstore.SyncRows) bool {
+	s, n := v.s, v.n
+	sk := sessionKey{rec.Tenant, rec.Session}
+	last, seen := v.chain[sk]
+	if seen && rec.Seq <= last.seq {
+		s.flagBroken(ctx, n, rec, "seq repeats or goes backwards within the batch", v.broken, v.ans)
+		return false
+	}
+	var prev []byte
+	switch {
+	case rec.Seq == 1:
+		prev = audit.Genesis
+	case seen && last.seq == rec.Seq-1:
+		prev = last.hash
+	default:
+		prev = v.stored[entryKey{rec.Tenant, rec.Session, rec.Seq - 1}]
+	}
+	v.chain[sk] = chainLink{rec.Seq, rec.Hash}
+	a := pgstore.AuditEntry{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, PrevHash: prev,
+		Hash: rec.Hash, Entry: rec.Frame, CreatedAt: v.now}
+	if prev == nil {
+		a.ChainBroken = true
+		s.flagBroken(ctx, n, rec, "the previous entry is not stored (lost, or not synced yet)", v.broken, v.ans)
+	} else if _, err := audit.Verify(rec.Session, prev, []audit.Entry{{Seq: rec.Seq, Hash: rec.Hash, Frame: rec.Frame}}); err != nil {
+		a.ChainBroken = true
+		s.flagBroken(ctx, n, rec, "the recorded hash does not match the entry", v.broken, v.ans)
+	}
+	rows.Audit = append(rows.Audit, a)
+	if a.ChainBroken {
+		return true // kept as evidence in audit_log only, never as a valid message or receipt
+	}
+	if rec.Seq == 1 {
+		v.started = append(v.started, sk)
+	}
+	m, rc, ok := s.rowsOf(ctx, n, rec, v.now)
+	switch {
+	case !ok:
+	case m != nil:
+		rows.Messages = append(rows.Messages, *m)
+		v.inBatch[entryKey{rec.Tenant, rec.Session, rec.Seq}] = storedMessage{kind: m.Kind, payload: m.Payload}
+	case rc != nil:
+		rows.Receipts = append(rows.Receipts, *rc)
+		if wire.Stage(rc.Stage) == wire.StageApplied {
+			v.applied = append(v.applied, appliedReceipt{msg: entryKey{rec.Tenant, rec.Session, rc.RefSeq}})
+		}
+	}
+	return true
 }
 
 // eventKinds names syncproto's event kinds as session_events stores them.

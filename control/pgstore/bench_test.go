@@ -33,7 +33,7 @@ func benchRows(batch int) []Message {
 }
 
 func messageSource(ms []Message) *rowSource {
-	return newRowSource(&messageBatch, len(ms), messageRow(ms))
+	return syncSources(&SyncRows{Messages: ms})[1]
 }
 
 func reportRows(b *testing.B, rows int) {

@@ -129,6 +129,15 @@ type SyncRows struct {
 	Messages []Message
 	Receipts []Receipt
 	Events   []SessionEvent
+	// More, when set, makes the batch lazy, so that building rows overlaps
+	// with Postgres storing them: IngestSync calls it while it copies the
+	// audit rows, whenever every row of Audit has been copied, to append
+	// more. It may append to Messages and Receipts too; those are read only
+	// after More returned false (no more rows). More is called on the COPY's
+	// goroutine, never concurrently with itself, never after IngestSync
+	// returned and never again after it returned false: a retried
+	// transaction copies the rows already appended, then asks for more.
+	More func(*SyncRows) bool
 }
 
 // SyncCounts says how many rows of a SyncRows were new.
@@ -147,7 +156,7 @@ type SyncCounts struct {
 // (a session already over stays over; ended_at is the relay's time).
 func (s *Store) IngestSync(ctx context.Context, rows *SyncRows) (SyncCounts, error) {
 	var c SyncCounts
-	if len(rows.Audit)+len(rows.Messages)+len(rows.Receipts)+len(rows.Events) == 0 {
+	if len(rows.Audit)+len(rows.Messages)+len(rows.Receipts)+len(rows.Events) == 0 && rows.More == nil {
 		return c, nil
 	}
 	srcs := syncSources(rows)
@@ -173,7 +182,7 @@ func (s *Store) ingestTx(ctx context.Context, srcs []*rowSource, events []Sessio
 	var c SyncCounts
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		for i, src := range srcs {
-			if src.n == 0 {
+			if src.empty() {
 				continue
 			}
 			src.i = -1
@@ -206,32 +215,29 @@ func (c *SyncCounts) field(i int) *int64 {
 }
 
 // syncSources returns the row sources of a batch's audit, messages and
-// receipts, in that order (SyncCounts.field's).
+// receipts, in that order (SyncCounts.field's). Only the audit source
+// grows while it is copied (rows.More); the others are read after it.
 func syncSources(rows *SyncRows) []*rowSource {
+	audit := newRowSource(&auditBatch, func() int { return len(rows.Audit) }, func(i int, v []any) {
+		r := &rows.Audit[i]
+		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, int64(r.Seq), nonNil(r.PrevHash)
+		v[4], v[5], v[6], v[7] = nonNil(r.Hash), nonNil(r.Entry), r.ChainBroken, r.CreatedAt
+	})
+	if rows.More != nil {
+		audit.more = func() bool { return rows.More(rows) }
+	}
 	return []*rowSource{
-		newRowSource(&auditBatch, len(rows.Audit), func(i int, v []any) {
-			r := &rows.Audit[i]
-			v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, nonNil(r.PrevHash)
-			v[4], v[5], v[6], v[7] = nonNil(r.Hash), nonNil(r.Entry), r.ChainBroken, r.CreatedAt
+		audit,
+		newRowSource(&messageBatch, func() int { return len(rows.Messages) }, func(i int, v []any) {
+			r := &rows.Messages[i]
+			v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, int64(r.Seq), r.Sender
+			v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, nonNil(r.Payload), r.CreatedAt
 		}),
-		newRowSource(&messageBatch, len(rows.Messages), messageRow(rows.Messages)),
-		newRowSource(&receiptBatch, len(rows.Receipts), receiptRow(rows.Receipts)),
-	}
-}
-
-func messageRow(rows []Message) func(i int, v []any) {
-	return func(i int, v []any) {
-		r := &rows[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.Sender
-		v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, nonNil(r.Payload), r.CreatedAt
-	}
-}
-
-func receiptRow(rows []Receipt) func(i int, v []any) {
-	return func(i int, v []any) {
-		r := &rows[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, r.Seq, r.RefSeq
-		v[4], v[5], v[6], v[7] = int16(r.Stage), r.Reason, r.Acker, r.CreatedAt
+		newRowSource(&receiptBatch, func() int { return len(rows.Receipts) }, func(i int, v []any) {
+			r := &rows.Receipts[i]
+			v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, int64(r.Seq), int64(r.RefSeq)
+			v[4], v[5], v[6], v[7] = int16(r.Stage), r.Reason, r.Acker, r.CreatedAt
+		}),
 	}
 }
 
@@ -303,22 +309,40 @@ func alreadyStored(err error) bool {
 
 // rowSource feeds CopyFrom from a slice without building a [][]any: pgx
 // encodes each row before asking for the next, so one []any is reused.
+// With more it is lazy: Next asks more for rows when it has run out, until
+// more returns false; it then stays done across transactions.
 type rowSource struct {
 	b    *batch
-	n, i int
+	i    int
+	n    func() int  // rows available now
+	more func() bool // appends rows; nil when there are no more
 	fill func(i int, v []any)
 	v    []any
 }
 
-func newRowSource(b *batch, n int, fill func(i int, v []any)) *rowSource {
+func newRowSource(b *batch, n func() int, fill func(i int, v []any)) *rowSource {
 	return &rowSource{b: b, n: n, i: -1, fill: fill, v: make([]any, len(b.cols))}
 }
 
-func (r *rowSource) Next() bool { r.i++; return r.i < r.n }
+// empty reports whether the source has no row and will have none.
+func (r *rowSource) empty() bool { return r.n() == 0 && r.more == nil }
+
+func (r *rowSource) Next() bool {
+	r.i++
+	for r.i >= r.n() {
+		if r.more == nil || !r.more() {
+			r.more = nil
+			return false
+		}
+	}
+	return true
+}
 
 func (r *rowSource) Values() ([]any, error) { r.fill(r.i, r.v); return r.v, nil }
 
 func (r *rowSource) Err() error { return nil }
+
+var _ pgx.CopyFromSource = (*rowSource)(nil)
 
 // nonNil turns a nil slice into an empty one: the columns are NOT NULL
 // and an empty payload is a payload.

@@ -243,3 +243,77 @@ func TestIngestSyncOneTransaction(t *testing.T) {
 		t.Fatalf("a late opened event changed an ended session: %+v", x)
 	}
 }
+
+// lazyRows is a lazy SyncRows over want: More appends one audit row and
+// one message per call and counts its calls.
+type lazyRows struct {
+	want        *SyncRows
+	calls, done int
+}
+
+func (l *lazyRows) rows() *SyncRows {
+	return &SyncRows{More: func(r *SyncRows) bool {
+		l.calls++
+		if l.done > 0 {
+			l.done++ // called again after it said there was no more
+			return false
+		}
+		i := len(r.Audit)
+		if i == len(l.want.Audit) {
+			l.done = 1
+			return false
+		}
+		r.Audit = append(r.Audit, l.want.Audit[i])
+		r.Messages = append(r.Messages, l.want.Messages[i])
+		return true
+	}}
+}
+
+func TestIngestSyncLazy(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	at := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	rowsFor := func(from, to uint64) *SyncRows {
+		r := &SyncRows{Messages: messages("a", "s1", from, to)}
+		for seq := from; seq <= to; seq++ {
+			r.Audit = append(r.Audit, AuditEntry{TenantID: "a", SessionID: "s1", Seq: seq, PrevHash: []byte{1}, Hash: []byte{2}, Entry: []byte("e"), CreatedAt: at})
+		}
+		return r
+	}
+	tests := []struct {
+		name     string
+		rows     *SyncRows
+		want     int64
+		fallback bool
+	}{
+		{"fresh", rowsFor(1, 3000), 3000, false},
+		{"replayed: the fast path fails after some rows", rowsFor(1, 3000), 0, true},
+		{"overlapping", rowsFor(2001, 5000), 2000, true},
+		{"nothing at all", rowsFor(1, 0), 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &lazyRows{want: tt.rows}
+			before := s.fallbacks.Load()
+			c, err := s.IngestSync(ctx, l.rows())
+			if err != nil {
+				t.Fatalf("IngestSync: %v", err)
+			}
+			if got, want := c, (SyncCounts{Audit: tt.want, Messages: tt.want}); got != want {
+				t.Errorf("counts: got %+v, want %+v", got, want)
+			}
+			if fell := s.fallbacks.Load() > before; fell != tt.fallback {
+				t.Errorf("took the idempotent path: got %v, want %v", fell, tt.fallback)
+			}
+			if got, want := l.calls, len(tt.rows.Audit)+1; got != want || l.done != 1 {
+				t.Errorf("More called %d times (%d after false), want %d (once after the last row)", got, l.done-1, want)
+			}
+		})
+	}
+	if got, want := countRows(t, s, "audit_log"), 5000; got != want {
+		t.Errorf("audit_log: got %d rows, want %d", got, want)
+	}
+	if got, want := countRows(t, s, "messages"), 5000; got != want {
+		t.Errorf("messages: got %d rows, want %d", got, want)
+	}
+}
