@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 )
 
 // Size is the length of a chain hash.
@@ -71,4 +72,32 @@ func Verify(session string, prev []byte, entries []Entry) ([]byte, error) {
 		prev = e.Hash
 	}
 	return prev, nil
+}
+
+// Checker checks single entries against their predecessor's hash, as
+// Verify does, reusing one SHA-256 state and buffer so that a check does
+// not allocate. The zero value is ready; not for concurrent use.
+type Checker struct {
+	h   hash.Hash
+	buf []byte
+	sum [Size]byte
+}
+
+// Check reports whether hash is the chain hash of the entry seq of session
+// whose frame is frame, following prev.
+func (c *Checker) Check(prev []byte, session string, seq uint64, frame, hash []byte) bool {
+	if len(hash) != Size {
+		return false
+	}
+	if c.h == nil {
+		c.h = sha256.New()
+	}
+	c.h.Reset()
+	c.h.Write(prev)
+	c.buf = append(c.buf[:0], byte(len(session)))
+	c.buf = append(c.buf, session...)
+	c.buf = binary.BigEndian.AppendUint64(c.buf, seq)
+	c.h.Write(c.buf)
+	c.h.Write(frame)
+	return string(c.h.Sum(c.sum[:0])) == string(hash)
 }

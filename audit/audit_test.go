@@ -56,3 +56,36 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("second half: %v", err)
 	}
 }
+
+func TestChecker(t *testing.T) {
+	es := chain("s", 3)
+	var c Checker
+	cases := []struct {
+		name    string
+		prev    []byte
+		session string
+		e       Entry
+		want    bool
+	}{
+		{"first entry", Genesis, "s", es[0], true},
+		{"later entry", es[1].Hash, "s", es[2], true},
+		{"wrong predecessor", es[0].Hash, "s", es[2], false},
+		{"other session", Genesis, "t", es[0], false},
+		{"other seq", Genesis, "s", Entry{Seq: 2, Hash: es[0].Hash, Frame: es[0].Frame}, false},
+		{"frame changed", Genesis, "s", Entry{Seq: 1, Hash: es[0].Hash, Frame: []byte("frame X")}, false},
+		{"hash truncated", Genesis, "s", Entry{Seq: 1, Hash: es[0].Hash[:Size-1], Frame: es[0].Frame}, false},
+		{"hash missing", Genesis, "s", Entry{Seq: 1, Frame: es[0].Frame}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := c.Check(tc.prev, tc.session, tc.e.Seq, tc.e.Frame, tc.e.Hash)
+			_, err := Verify(tc.session, tc.prev, []Entry{tc.e})
+			if got != tc.want || got != (err == nil) {
+				t.Errorf("Check = %v, want %v (Verify: %v)", got, tc.want, err)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Check(es[1].Hash, "s", 3, es[2].Frame, es[2].Hash) }); n != 0 {
+		t.Errorf("Check allocates %v times, want 0", n)
+	}
+}
