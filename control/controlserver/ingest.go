@@ -33,8 +33,9 @@ type appliedReceipt struct {
 // the same session message is recognised), so a batch that fails half way
 // is simply retried by the relay, and a replayed batch inserts nothing.
 // Records are verified and turned into rows while pgstore copies the audit
-// rows (SyncRows.More), so that Go's work overlaps with Postgres'.
-func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch) (*syncAnswer, error) {
+// rows (SyncRows.More), so that Go's work overlaps with Postgres'. rows
+// is empty, its slices' capacity reused.
+func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch, rows *pgstore.SyncRows) (*syncAnswer, error) {
 	ans := &syncAnswer{AckedPos: b.Pos, Broken: []string{}}
 	// syncproto carries no commit time: rows are stamped on arrival.
 	v := &verifier{s: s, n: n, b: b, ans: ans, now: s.cfg.Now().UTC(),
@@ -57,7 +58,8 @@ func (s *Server) ingest(ctx context.Context, n *pgstore.Node, b *syncproto.Batch
 		return nil, err
 	}
 
-	rows := &pgstore.SyncRows{Audit: make([]pgstore.AuditEntry, 0, len(b.Records)), Events: s.eventsOf(ctx, n, b)}
+	rows.Audit = slices.Grow(rows.Audit, len(b.Records))
+	rows.Events = s.eventsOf(ctx, n, b)
 	if len(b.Records) > 0 {
 		rows.More = func(rows *pgstore.SyncRows) bool { return v.more(ctx, rows) }
 	}
@@ -95,6 +97,7 @@ type verifier struct {
 	now    time.Time
 	stored map[entryKey][]byte // hashes of the entries the batch continues from
 	next   int                 // the next record to verify
+	check  audit.Checker
 
 	applied []appliedReceipt
 	started []sessionKey // sessions whose first entry is in the batch
@@ -142,7 +145,7 @@ func (v *verifier) record(ctx context.Context, rec *syncproto.Record, rows *pgst
 	if prev == nil {
 		a.ChainBroken = true
 		s.flagBroken(ctx, n, rec, "the previous entry is not stored (lost, or not synced yet)", v.broken, v.ans)
-	} else if _, err := audit.Verify(rec.Session, prev, []audit.Entry{{Seq: rec.Seq, Hash: rec.Hash, Frame: rec.Frame}}); err != nil {
+	} else if !v.check.Check(prev, rec.Session, rec.Seq, rec.Frame, rec.Hash) {
 		a.ChainBroken = true
 		s.flagBroken(ctx, n, rec, "the recorded hash does not match the entry", v.broken, v.ans)
 	}
@@ -153,14 +156,12 @@ func (v *verifier) record(ctx context.Context, rec *syncproto.Record, rows *pgst
 	if rec.Seq == 1 {
 		v.started = append(v.started, sk)
 	}
-	m, rc, ok := s.rowsOf(ctx, n, rec, v.now)
-	switch {
-	case !ok:
-	case m != nil:
-		rows.Messages = append(rows.Messages, *m)
+	switch s.appendRow(ctx, n, rec, v.now, rows) {
+	case wire.TypeDeliver:
+		m := &rows.Messages[len(rows.Messages)-1]
 		v.inBatch[entryKey{rec.Tenant, rec.Session, rec.Seq}] = storedMessage{kind: m.Kind, payload: m.Payload}
-	case rc != nil:
-		rows.Receipts = append(rows.Receipts, *rc)
+	case wire.TypeReceipt:
+		rc := &rows.Receipts[len(rows.Receipts)-1]
 		if wire.Stage(rc.Stage) == wire.StageApplied {
 			v.applied = append(v.applied, appliedReceipt{msg: entryKey{rec.Tenant, rec.Session, rc.RefSeq}})
 		}
@@ -202,14 +203,14 @@ func (s *Server) flagBroken(ctx context.Context, n *pgstore.Node, rec *syncproto
 	}
 }
 
-// rowsOf turns a verified log entry into a message (DELIVER) or a receipt
-// (RECEIPT). ok is false for entries that are neither (they stay in
-// audit_log only), logged without their content.
-func (s *Server) rowsOf(ctx context.Context, n *pgstore.Node, rec *syncproto.Record, now time.Time) (*pgstore.Message, *pgstore.Receipt, bool) {
-	skip := func(why string) (*pgstore.Message, *pgstore.Receipt, bool) {
+// appendRow turns a verified log entry into a message (DELIVER) or a
+// receipt (RECEIPT) appended to rows, and returns which. Entries that are
+// neither (0) stay in audit_log only, logged without their content.
+func (s *Server) appendRow(ctx context.Context, n *pgstore.Node, rec *syncproto.Record, now time.Time, rows *pgstore.SyncRows) wire.Type {
+	skip := func(why string) wire.Type {
 		s.log.WarnContext(ctx, "synced entry kept in the audit log only", "relay", n.ID, "tenant", rec.Tenant,
 			"session", rec.Session, "seq", rec.Seq, "reason", why)
-		return nil, nil, false
+		return 0
 	}
 	f, err := wire.Decode(rec.Frame, syncproto.MaxFrameLen)
 	if err != nil {
@@ -220,14 +221,16 @@ func (s *Server) rowsOf(ctx context.Context, n *pgstore.Node, rec *syncproto.Rec
 	}
 	switch f.Type {
 	case wire.TypeDeliver:
-		return &pgstore.Message{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, Sender: f.Sender,
-			Kind: uint16(f.Kind), ClientID: storableText(f.ClientID), Payload: f.Payload, CreatedAt: now}, nil, true
+		rows.Messages = append(rows.Messages, pgstore.Message{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, Sender: f.Sender,
+			Kind: uint16(f.Kind), ClientID: storableText(f.ClientID), Payload: f.Payload, CreatedAt: now})
+		return f.Type
 	case wire.TypeReceipt:
 		if f.RefSeq == 0 || f.Stage == 0 {
 			return skip("receipt without ref_seq or stage")
 		}
-		return nil, &pgstore.Receipt{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, RefSeq: f.RefSeq,
-			Stage: uint8(f.Stage), Reason: storableText(f.Reason), Acker: f.Sender, CreatedAt: now}, true
+		rows.Receipts = append(rows.Receipts, pgstore.Receipt{TenantID: rec.Tenant, SessionID: rec.Session, Seq: rec.Seq, RefSeq: f.RefSeq,
+			Stage: uint8(f.Stage), Reason: storableText(f.Reason), Acker: f.Sender, CreatedAt: now})
+		return f.Type
 	}
 	return skip(fmt.Sprintf("frame type %v is neither DELIVER nor RECEIPT", f.Type))
 }

@@ -28,6 +28,8 @@ type Server struct {
 
 	dummyOnce sync.Once
 	dummyHash string // checked against when a login names no account, so timing does not tell
+
+	syncBufs sync.Pool // *syncBuffers, reused by sync batches
 }
 
 // New validates cfg and returns a Server. It does not contact Postgres;

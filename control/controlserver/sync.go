@@ -42,7 +42,10 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, n *pgstore.Node) e
 		s.m.syncBatches.WithLabelValues("rejected").Inc()
 		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be %s", syncproto.ContentType)
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxSyncBody), r.ContentLength, s.cfg.MaxSyncBody)
+	bufs := s.syncBuffers()
+	defer s.putSyncBuffers(bufs)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxSyncBody), r.ContentLength, s.cfg.MaxSyncBody, bufs.body)
+	bufs.body = body
 	if err != nil {
 		s.m.syncBatches.WithLabelValues("rejected").Inc()
 		var big *http.MaxBytesError
@@ -61,7 +64,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, n *pgstore.Node) e
 		s.log.WarnContext(r.Context(), "sync batch refused", "relay", n.ID, "err", err, "request_id", requestID(r.Context()))
 		return err
 	}
-	ans, err := s.ingest(r.Context(), n, &b)
+	ans, err := s.ingest(r.Context(), n, &b, &bufs.rows)
 	if err != nil {
 		s.m.syncBatches.WithLabelValues("error").Inc()
 		s.log.ErrorContext(r.Context(), "sync batch not stored; the relay will retry", "relay", n.ID, "pos", b.Pos,
@@ -129,12 +132,16 @@ func storableText(s string) string {
 }
 
 // readBody reads a request body into one buffer sized from Content-Length
-// (bounded by max), instead of growing it by doubling.
-func readBody(r io.Reader, length, max int64) ([]byte, error) {
+// (bounded by max), instead of growing it by doubling; buf is reused when
+// it is large enough.
+func readBody(r io.Reader, length, max int64, buf []byte) ([]byte, error) {
 	if length <= 0 || length > max {
 		return io.ReadAll(r)
 	}
-	buf := make([]byte, length)
+	if int64(cap(buf)) < length {
+		buf = make([]byte, length)
+	}
+	buf = buf[:length]
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, err
 	}
@@ -144,4 +151,39 @@ func readBody(r io.Reader, length, max int64) ([]byte, error) {
 		return nil, io.ErrUnexpectedEOF
 	}
 	return buf, nil
+}
+
+// syncBuffers are a sync batch's large buffers: its body and its rows.
+// Reusing them from batch to batch spares allocating and faulting in
+// megabytes per batch. Nothing of a batch outlives its handler: the
+// decoded batch and the rows alias the body, and pgstore is done with the
+// rows when IngestSync returns.
+type syncBuffers struct {
+	body []byte
+	rows pgstore.SyncRows
+}
+
+// maxPooledBody bounds the body buffers kept for reuse: a rare huge batch
+// does not pin its buffer.
+const maxPooledBody = 8 << 20
+
+func (s *Server) syncBuffers() *syncBuffers {
+	if b, ok := s.syncBufs.Get().(*syncBuffers); ok {
+		return b
+	}
+	return &syncBuffers{}
+}
+
+func (s *Server) putSyncBuffers(b *syncBuffers) {
+	if cap(b.body) > maxPooledBody {
+		return
+	}
+	// Drop the rows' references (ids, and payloads aliasing the body).
+	r := &b.rows
+	clear(r.Audit)
+	clear(r.Messages)
+	clear(r.Receipts)
+	*r = pgstore.SyncRows{Audit: r.Audit[:0], Messages: r.Messages[:0], Receipts: r.Receipts[:0]}
+	b.body = b.body[:0]
+	s.syncBufs.Put(b)
 }
