@@ -61,15 +61,16 @@ func newBatchReader(c *net.UDPConn) *batchReader {
 }
 
 // recv is the RawConn.Read callback: false (wait for readability) on
-// EAGAIN.
+// EAGAIN. A raw system call, as in sender: recvmmsg on a non-blocking
+// socket never blocks.
 func (b *batchReader) recv(fd uintptr) bool {
 	for i := range b.hdrs {
 		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.hdrs[i].hdr.Flags = 0
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, 0, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, 0, 0, 0)
 	for e == unix.EINTR { // again at once: the poller is edge-triggered and will not wake us for data already queued
-		n, _, e = unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, 0, 0, 0)
+		n, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), batchSize, 0, 0, 0)
 	}
 	switch {
 	case e == unix.EAGAIN || e == unix.EWOULDBLOCK:

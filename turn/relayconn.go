@@ -25,7 +25,9 @@ type relayConn struct {
 	s    *Server
 	a    *allocation
 	conn *net.UDPConn
-	buf  []byte // 4 bytes of ChannelData header room + the largest datagram; reader only
+	out  *udpOut // conn, for the client→peer fast path's sends
+	buf  []byte  // 4 bytes of ChannelData header room + the largest datagram; reader only
+	snd  *sender // reader only: the peer→client fast path's sends
 
 	closeOnce sync.Once
 	doneOnce  sync.Once
@@ -62,7 +64,7 @@ func (r *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			if num, ok := a.channelFor(src); ok {
 				binary.BigEndian.PutUint16(r.buf[0:2], num)
 				binary.BigEndian.PutUint16(r.buf[2:4], uint16(n))
-				_, _ = a.sock.conn.WriteToUDPAddrPort(r.buf[:4+n], a.client.ap)
+				_ = r.snd.writeTo(a.sock.out, r.buf[:4+n], a.client.ap)
 				continue
 			}
 		}
@@ -145,7 +147,7 @@ func (g generator) AllocatePacketConn(c pturn.AllocateListenerConfig) (net.Packe
 		s.release(a)
 		return nil, nil, err
 	}
-	r := &relayConn{s: s, a: a, conn: conn, buf: make([]byte, 4+65536)}
+	r := &relayConn{s: s, a: a, conn: conn, out: newUDPOut(conn), buf: make([]byte, 4+65536), snd: newSender()}
 	a.relay = r
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	s.loops.Add(1) // pion's reader of this socket; Done when it sees the close

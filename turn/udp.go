@@ -26,6 +26,8 @@ type udpSock struct {
 
 	addrs map[netip.AddrPort]*net.UDPAddr // reader goroutine only: pion wants net.Addr values
 	batch *batchReader                    // reader goroutine only: recvmmsg (nil: one datagram per read)
+	out   *udpOut                         // this socket, for the fast path's sends to clients
+	snd   *sender                         // reader goroutine only: the fast path's sends
 
 	closeOnce sync.Once
 	doneOnce  sync.Once
@@ -39,7 +41,7 @@ const maxAddrCache = 1 << 16
 func newUDPSock(s *Server, c *net.UDPConn) *udpSock {
 	la := *c.LocalAddr().(*net.UDPAddr)
 	return &udpSock{s: s, conn: c, laddr: &la, clients: map[netip.AddrPort]*allocation{}, addrs: map[netip.AddrPort]*net.UDPAddr{},
-		batch: newBatchReader(c)}
+		batch: newBatchReader(c), out: newUDPOut(c), snd: newSender()}
 }
 
 func (u *udpSock) attach(a *allocation) {
@@ -133,13 +135,14 @@ func (u *udpSock) channelData(b []byte, src netip.AddrPort) {
 		s.m.dropNoChan.Inc()
 		return
 	}
-	s.toPeer(a, b[:4+ln], peer)
+	s.toPeer(a, b[:4+ln], peer, u.snd)
 }
 
 // toPeer sends a client's payload (frame[4:]; frame[:4] is free for a
 // ChannelData header) from allocation a to peer: to another allocation of
 // this Server in-process when it can, else out of a's relayed socket.
-func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort) {
+// snd belongs to the calling goroutine.
+func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort, snd *sender) {
 	data := frame[4:]
 	if s.isSelf(peer.Addr()) {
 		t := s.liveRelay(peer)
@@ -147,7 +150,7 @@ func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort) {
 			s.m.dropSelf.Inc()
 			return
 		}
-		if s.deliver(a, t, frame) {
+		if s.deliver(a, t, frame, snd) {
 			return
 		}
 	}
@@ -156,7 +159,7 @@ func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort) {
 		return
 	}
 	a.countTo(len(data), time.Now().UnixNano())
-	_, _ = a.relay.conn.WriteToUDPAddrPort(data, peer)
+	_ = snd.writeTo(a.relay.out, data, peer)
 }
 
 // deliver hands a packet from allocation a straight to allocation t's
@@ -164,7 +167,7 @@ func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort) {
 // address: one send instead of three, and no hairpin through a 1:1 NAT.
 // It reports false when t needs pion (no channel to a: a Data indication,
 // or a TCP client), and the caller sends through the kernel.
-func (s *Server) deliver(a, t *allocation, frame []byte) bool {
+func (s *Server) deliver(a, t *allocation, frame []byte, snd *sender) bool {
 	if !t.attached.Load() || t.sock == nil {
 		return false
 	}
@@ -182,7 +185,7 @@ func (s *Server) deliver(a, t *allocation, frame []byte) bool {
 	t.countFrom(n, now)
 	binary.BigEndian.PutUint16(frame[0:2], num)
 	binary.BigEndian.PutUint16(frame[2:4], uint16(n))
-	_, _ = t.sock.conn.WriteToUDPAddrPort(frame, t.client.ap)
+	_ = snd.writeTo(t.sock.out, frame, t.client.ap)
 	return true
 }
 
