@@ -29,7 +29,7 @@ type Server struct {
 	dummyOnce sync.Once
 	dummyHash string // checked against when a login names no account, so timing does not tell
 
-	syncBufs sync.Pool // *syncBuffers, reused by sync batches
+	syncBufs chan *syncBuffers // idle buffers of sync batches, for reuse
 }
 
 // New validates cfg and returns a Server. It does not contact Postgres;
@@ -58,6 +58,9 @@ func New(cfg Config) (*Server, error) {
 		m:      m,
 		limits: newLimiters(&cfg),
 		mux:    http.NewServeMux(),
+		// A free list rather than a sync.Pool: a batch allocates enough
+		// for a GC cycle to pass between two, which empties a Pool.
+		syncBufs: make(chan *syncBuffers, maxIdleSyncBuffers),
 	}
 	if len(cfg.TURNSecrets) > 0 {
 		s.turn = &turn.Credentials{Secrets: cfg.TURNSecrets, Now: cfg.Now, MaxTTL: 24 * time.Hour}

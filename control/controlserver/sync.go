@@ -163,15 +163,22 @@ type syncBuffers struct {
 	rows pgstore.SyncRows
 }
 
-// maxPooledBody bounds the body buffers kept for reuse: a rare huge batch
-// does not pin its buffer.
-const maxPooledBody = 8 << 20
+const (
+	// maxPooledBody bounds the body buffers kept for reuse: a rare huge
+	// batch does not pin its buffer.
+	maxPooledBody = 8 << 20
+	// maxIdleSyncBuffers bounds the idle buffers kept: relays syncing at
+	// once beyond it allocate theirs.
+	maxIdleSyncBuffers = 4
+)
 
 func (s *Server) syncBuffers() *syncBuffers {
-	if b, ok := s.syncBufs.Get().(*syncBuffers); ok {
+	select {
+	case b := <-s.syncBufs:
 		return b
+	default:
+		return &syncBuffers{}
 	}
-	return &syncBuffers{}
 }
 
 func (s *Server) putSyncBuffers(b *syncBuffers) {
@@ -185,5 +192,8 @@ func (s *Server) putSyncBuffers(b *syncBuffers) {
 	clear(r.Receipts)
 	*r = pgstore.SyncRows{Audit: r.Audit[:0], Messages: r.Messages[:0], Receipts: r.Receipts[:0]}
 	b.body = b.body[:0]
-	s.syncBufs.Put(b)
+	select {
+	case s.syncBufs <- b:
+	default:
+	}
 }
