@@ -32,8 +32,12 @@ func benchRows(batch int) []Message {
 	return ms
 }
 
-func messageSource(ms []Message) *rowSource {
-	return syncSources(&SyncRows{Messages: ms})[1]
+// messageSource is ms for pgx.CopyFrom, as a plain pgx user would write it.
+func messageSource(ms []Message) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(ms), func(i int) ([]any, error) {
+		r := &ms[i]
+		return []any{r.TenantID, r.SessionID, int64(r.Seq), r.Sender, int32(r.Kind), r.ClientID, r.Payload, r.CreatedAt}, nil
+	})
 }
 
 func reportRows(b *testing.B, rows int) {

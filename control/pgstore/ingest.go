@@ -78,6 +78,14 @@ type batch struct {
 	stage  pgx.Identifier
 	cols   []string
 	insert string
+
+	copyTarget, copyStage string // COPY statements, set by init
+}
+
+func init() {
+	for _, b := range []*batch{&messageBatch, &receiptBatch, &auditBatch} {
+		b.copyTarget, b.copyStage = copySQL(b.target, b.cols), copySQL(b.stage, b.cols)
+	}
 }
 
 var (
@@ -187,14 +195,14 @@ func (s *Store) ingestTx(ctx context.Context, srcs []*rowSource, events []Sessio
 			}
 			src.i = -1
 			if !staged {
-				n, err := tx.CopyFrom(ctx, src.b.target, src.b.cols, src)
+				tag, err := tx.Conn().PgConn().CopyFrom(ctx, &copyReader{src: src}, src.b.copyTarget)
 				if err != nil {
 					return err
 				}
-				*c.field(i) = n
+				*c.field(i) = tag.RowsAffected()
 				continue
 			}
-			if _, err := tx.CopyFrom(ctx, src.b.stage, src.b.cols, src); err != nil {
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, &copyReader{src: src}, src.b.copyStage); err != nil {
 				return err
 			}
 			tag, err := tx.Exec(ctx, src.b.insert)
@@ -218,25 +226,43 @@ func (c *SyncCounts) field(i int) *int64 {
 // receipts, in that order (SyncCounts.field's). Only the audit source
 // grows while it is copied (rows.More); the others are read after it.
 func syncSources(rows *SyncRows) []*rowSource {
-	audit := newRowSource(&auditBatch, func() int { return len(rows.Audit) }, func(i int, v []any) {
+	audit := newRowSource(&auditBatch, func() int { return len(rows.Audit) }, func(dst []byte, i int) []byte {
 		r := &rows.Audit[i]
-		v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, int64(r.Seq), nonNil(r.PrevHash)
-		v[4], v[5], v[6], v[7] = nonNil(r.Hash), nonNil(r.Entry), r.ChainBroken, r.CreatedAt
+		dst = appendText(dst, r.TenantID)
+		dst = appendText(dst, r.SessionID)
+		dst = appendInt8(dst, int64(r.Seq))
+		dst = appendBytea(dst, r.PrevHash)
+		dst = appendBytea(dst, r.Hash)
+		dst = appendBytea(dst, r.Entry)
+		dst = appendBool(dst, r.ChainBroken)
+		return appendTimestamptz(dst, r.CreatedAt)
 	})
 	if rows.More != nil {
 		audit.more = func() bool { return rows.More(rows) }
 	}
 	return []*rowSource{
 		audit,
-		newRowSource(&messageBatch, func() int { return len(rows.Messages) }, func(i int, v []any) {
+		newRowSource(&messageBatch, func() int { return len(rows.Messages) }, func(dst []byte, i int) []byte {
 			r := &rows.Messages[i]
-			v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, int64(r.Seq), r.Sender
-			v[4], v[5], v[6], v[7] = int32(r.Kind), r.ClientID, nonNil(r.Payload), r.CreatedAt
+			dst = appendText(dst, r.TenantID)
+			dst = appendText(dst, r.SessionID)
+			dst = appendInt8(dst, int64(r.Seq))
+			dst = appendText(dst, r.Sender)
+			dst = appendInt4(dst, int32(r.Kind))
+			dst = appendText(dst, r.ClientID)
+			dst = appendBytea(dst, r.Payload)
+			return appendTimestamptz(dst, r.CreatedAt)
 		}),
-		newRowSource(&receiptBatch, func() int { return len(rows.Receipts) }, func(i int, v []any) {
+		newRowSource(&receiptBatch, func() int { return len(rows.Receipts) }, func(dst []byte, i int) []byte {
 			r := &rows.Receipts[i]
-			v[0], v[1], v[2], v[3] = r.TenantID, r.SessionID, int64(r.Seq), int64(r.RefSeq)
-			v[4], v[5], v[6], v[7] = int16(r.Stage), r.Reason, r.Acker, r.CreatedAt
+			dst = appendText(dst, r.TenantID)
+			dst = appendText(dst, r.SessionID)
+			dst = appendInt8(dst, int64(r.Seq))
+			dst = appendInt8(dst, int64(r.RefSeq))
+			dst = appendInt2(dst, int16(r.Stage))
+			dst = appendText(dst, r.Reason)
+			dst = appendText(dst, r.Acker)
+			return appendTimestamptz(dst, r.CreatedAt)
 		}),
 	}
 }
@@ -307,21 +333,19 @@ func alreadyStored(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == codeUniqueViolation || pe.Code == codeDeadlockDetected)
 }
 
-// rowSource feeds CopyFrom from a slice without building a [][]any: pgx
-// encodes each row before asking for the next, so one []any is reused.
-// With more it is lazy: Next asks more for rows when it has run out, until
-// more returns false; it then stays done across transactions.
+// rowSource yields the rows of one table for a COPY (copyReader encodes
+// them). With more it is lazy: Next asks more for rows when it has run
+// out, until more returns false; it then stays done across transactions.
 type rowSource struct {
 	b    *batch
 	i    int
-	n    func() int  // rows available now
-	more func() bool // appends rows; nil when there are no more
-	fill func(i int, v []any)
-	v    []any
+	n    func() int                     // rows available now
+	more func() bool                    // appends rows; nil when there are no more
+	row  func(dst []byte, i int) []byte // appends row i's fields
 }
 
-func newRowSource(b *batch, n func() int, fill func(i int, v []any)) *rowSource {
-	return &rowSource{b: b, n: n, i: -1, fill: fill, v: make([]any, len(b.cols))}
+func newRowSource(b *batch, n func() int, row func(dst []byte, i int) []byte) *rowSource {
+	return &rowSource{b: b, n: n, i: -1, row: row}
 }
 
 // empty reports whether the source has no row and will have none.
@@ -336,19 +360,4 @@ func (r *rowSource) Next() bool {
 		}
 	}
 	return true
-}
-
-func (r *rowSource) Values() ([]any, error) { r.fill(r.i, r.v); return r.v, nil }
-
-func (r *rowSource) Err() error { return nil }
-
-var _ pgx.CopyFromSource = (*rowSource)(nil)
-
-// nonNil turns a nil slice into an empty one: the columns are NOT NULL
-// and an empty payload is a payload.
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }

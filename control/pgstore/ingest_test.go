@@ -317,3 +317,51 @@ func TestIngestSyncLazy(t *testing.T) {
 		t.Errorf("messages: got %d rows, want %d", got, want)
 	}
 }
+
+// TestIngestSyncValues reads every column back: the COPY stream is
+// encoded by hand (copy.go).
+func TestIngestSyncValues(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	at := time.Date(2026, 11, 23, 9, 1, 2, 345678000, time.FixedZone("x", 3600))
+	old := time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC) // before timestamptz's zero
+	rows := &SyncRows{
+		Audit: []AuditEntry{
+			{TenantID: "tenant-ü", SessionID: "s1", Seq: 1, PrevHash: []byte{0, 1, 2}, Hash: []byte{0xff}, Entry: []byte("entry"), CreatedAt: at},
+			{TenantID: "tenant-ü", SessionID: "s1", Seq: 1<<63 - 1, PrevHash: nil, Hash: []byte{}, Entry: nil, ChainBroken: true, CreatedAt: old},
+		},
+		Messages: []Message{{TenantID: "tenant-ü", SessionID: "s1", Seq: 1, Sender: "c1", Kind: 65535, ClientID: "m-1 ✓", Payload: nil, CreatedAt: at}},
+		Receipts: []Receipt{{TenantID: "tenant-ü", SessionID: "s1", Seq: 2, RefSeq: 1, Stage: 255, Reason: "", Acker: "p1", CreatedAt: old}},
+	}
+	if c := must[SyncCounts](t)(s.IngestSync(ctx, rows)); c != (SyncCounts{Audit: 2, Messages: 1, Receipts: 1}) {
+		t.Fatalf("counts: %+v", c)
+	}
+	for i, want := range rows.Audit {
+		var got AuditEntry
+		mustOK(t, s.pool.QueryRow(ctx, `SELECT tenant_id, session_id, seq, prev_hash, hash, entry, chain_broken, created_at
+			FROM audit_log WHERE seq = $1`, int64(want.Seq)).Scan(&got.TenantID, &got.SessionID, &got.Seq, &got.PrevHash, &got.Hash,
+			&got.Entry, &got.ChainBroken, &got.CreatedAt))
+		if got.TenantID != want.TenantID || got.SessionID != want.SessionID || got.Seq != want.Seq ||
+			!bytes.Equal(got.PrevHash, want.PrevHash) || !bytes.Equal(got.Hash, want.Hash) || !bytes.Equal(got.Entry, want.Entry) ||
+			got.ChainBroken != want.ChainBroken || !got.CreatedAt.Equal(want.CreatedAt) || got.Entry == nil {
+			t.Errorf("audit %d: got %+v, want %+v", i, got, want)
+		}
+	}
+	var m Message
+	mustOK(t, s.pool.QueryRow(ctx, `SELECT tenant_id, session_id, seq, sender, kind, client_id, payload, created_at FROM messages`).Scan(
+		&m.TenantID, &m.SessionID, &m.Seq, &m.Sender, &m.Kind, &m.ClientID, &m.Payload, &m.CreatedAt))
+	if want := rows.Messages[0]; m.TenantID != want.TenantID || m.Seq != 1 || m.Sender != "c1" || m.Kind != 65535 || m.ClientID != want.ClientID ||
+		m.Payload == nil || len(m.Payload) != 0 || !m.CreatedAt.Equal(at) {
+		t.Errorf("message: got %+v, want %+v", m, want)
+	}
+	var r Receipt
+	mustOK(t, s.pool.QueryRow(ctx, `SELECT tenant_id, session_id, seq, ref_seq, stage, reason, acker, created_at FROM receipts`).Scan(
+		&r.TenantID, &r.SessionID, &r.Seq, &r.RefSeq, &r.Stage, &r.Reason, &r.Acker, &r.CreatedAt))
+	want := rows.Receipts[0]
+	if !r.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("receipt created_at: got %v, want %v", r.CreatedAt, want.CreatedAt)
+	}
+	if r.CreatedAt = want.CreatedAt; r != want {
+		t.Errorf("receipt: got %+v, want %+v", r, want)
+	}
+}
