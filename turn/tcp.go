@@ -89,6 +89,7 @@ type tcpConn struct {
 	fr    framer
 
 	started   bool  // reader only: the first frame has arrived
+	idle      bool  // reader only: the read deadline is the idle one (not the handshake's)
 	deadline  int64 // reader only: monotonic ns the read deadline was last set
 	closeOnce sync.Once
 }
@@ -113,7 +114,12 @@ func (c *tcpConn) readRaw(p []byte) (int, error) {
 			c.deadline = now
 			_ = c.Conn.SetReadDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
 		}
-	} else if now-c.deadline > int64(time.Second) || c.deadline == 0 {
+	} else if !c.idle || now-c.deadline > int64(time.Second) {
+		// The first read after the first frame always moves the deadline:
+		// the handshake's could otherwise still be in force, and close a
+		// client that waits longer than HandshakeTimeout after connecting
+		// before it sends again (seen with uclient over TCP).
+		c.idle = true
 		c.deadline = now
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.s.cfg.TCPIdleTimeout))
 	}
