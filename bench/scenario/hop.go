@@ -188,18 +188,20 @@ var pctCats = []struct{ metric, label string }{
 	{"p50_us", "p50"}, {"p90_us", "p90"}, {"p99_us", "p99"}, {"p999_us", "p99.9"}, {"max_us", "max"},
 }
 
-func hopPlots(res *bench.ScenarioResult, rates []float64, systems []hopSystem) {
+// latencyPlots adds, per rate, a plot of each system's latency
+// percentiles (median of repeats); systems are {run id prefix, name}.
+func latencyPlots(res *bench.ScenarioResult, rates []float64, what string, systems [][2]string) {
 	for _, rate := range rates {
 		l := rateLabel(rate)
 		p := &bench.PlotSpec{File: fmt.Sprintf("%s-latency-%s.png", res.Name, l),
-			Title: fmt.Sprintf("%s: round-trip latency at %s msg/s (median of repeats)", res.Name, l),
+			Title: fmt.Sprintf("%s: %s at %s msg/s (median of repeats)", res.Name, what, l),
 			Kind:  "lines", YLabel: "latency, us (log)", XLabel: "percentile", LogY: true}
 		for _, c := range pctCats {
 			p.Categories = append(p.Categories, c.label)
 		}
 		for _, sys := range systems {
-			if run := res.Run(sys.id + "-" + l); run != nil {
-				s := bench.Series{Name: sys.name}
+			if run := res.Run(sys[0] + "-" + l); run != nil {
+				s := bench.Series{Name: sys[1]}
 				for _, c := range pctCats {
 					s.Y = append(s.Y, run.Stat(c.metric).Median)
 				}
@@ -208,6 +210,14 @@ func hopPlots(res *bench.ScenarioResult, rates []float64, systems []hopSystem) {
 		}
 		res.Plots = append(res.Plots, p)
 	}
+}
+
+func hopPlots(res *bench.ScenarioResult, rates []float64, systems []hopSystem) {
+	var named [][2]string
+	for _, sys := range systems {
+		named = append(named, [2]string{sys.id, sys.name})
+	}
+	latencyPlots(res, rates, "round-trip latency", named)
 	cpu := &bench.PlotSpec{File: res.Name + "-cpu.png", Title: res.Name + ": server CPU per round trip (median of repeats)",
 		Kind: "bars", YLabel: "CPU us per round trip, server process"}
 	for _, rate := range rates {

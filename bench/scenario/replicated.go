@@ -251,25 +251,11 @@ func replicatedChecks(res *bench.ScenarioResult, rates []float64) {
 }
 
 func replicatedPlots(res *bench.ScenarioResult, rates []float64, systems []commitSystem) {
-	for _, rate := range rates {
-		l := rateLabel(rate)
-		p := &bench.PlotSpec{File: fmt.Sprintf("%s-latency-%s.png", res.Name, l),
-			Title: fmt.Sprintf("%s: SEND -> PERSISTED at %s msg/s (median of repeats)", res.Name, l),
-			Kind:  "lines", YLabel: "latency, us (log)", XLabel: "percentile", LogY: true}
-		for _, c := range pctCats {
-			p.Categories = append(p.Categories, c.label)
-		}
-		for _, sys := range systems {
-			if run := res.Run(sys.id + "-" + l); run != nil {
-				s := bench.Series{Name: sys.name}
-				for _, c := range pctCats {
-					s.Y = append(s.Y, run.Stat(c.metric).Median)
-				}
-				p.Series = append(p.Series, s)
-			}
-		}
-		res.Plots = append(res.Plots, p)
+	var named [][2]string
+	for _, sys := range systems {
+		named = append(named, [2]string{sys.id, sys.name})
 	}
+	latencyPlots(res, rates, "SEND -> PERSISTED", named)
 }
 
 // firstRunError returns the first error recorded in any run of res, so a
