@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,25 +43,8 @@ func TestTURNInRelayd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: turnAddr, TURNServerAddr: turnAddr, Conn: conn,
-		Username: user, Password: pass, Realm: turn.DefaultRealm})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayConn, err := c.Allocate()
-	if err != nil {
-		t.Fatalf("allocate through relayd: %v", err)
-	}
-	defer relayConn.Close()
+	relayConn, release := turnAllocate(t, turnAddr, user, pass)
+	defer release()
 	peer, err := net.ListenPacket("udp4", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,8 +115,7 @@ func TestTURNInRelayd(t *testing.T) {
 		t.Fatalf("relayd exited (%v) with an allocation live", err)
 	default:
 	}
-	relayConn.Close()
-	c.Close()
+	release()
 	select {
 	case err := <-rd.exit:
 		if err != nil {
@@ -141,4 +124,40 @@ func TestTURNInRelayd(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("relayd did not exit once its last allocation ended")
 	}
+}
+
+// turnAllocate allocates on the TURN server at addr (UDP, loopback) with
+// REST credentials; release ends the allocation (a Refresh with lifetime
+// 0), then closes the client and its socket; it may be called again.
+func turnAllocate(t *testing.T, addr, user, pass string) (relayConn net.PacketConn, release func()) {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: addr, TURNServerAddr: addr, Conn: conn,
+		Username: user, Password: pass, Realm: turn.DefaultRealm})
+	if err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if relayConn != nil {
+				relayConn.Close()
+			}
+			c.Close()
+			conn.Close()
+		})
+	}
+	if err := c.Listen(); err != nil {
+		release()
+		t.Fatal(err)
+	}
+	if relayConn, err = c.Allocate(); err != nil {
+		release()
+		t.Fatalf("allocate on %s: %v", addr, err)
+	}
+	return relayConn, release
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	pturn "github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stapes-relay/stapes/control"
@@ -106,25 +105,8 @@ func TestTURNUsageSyncedToPostgres(t *testing.T) {
 
 	allocate := func(user, pass string) {
 		t.Helper()
-		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		c, err := pturn.NewClient(&pturn.ClientConfig{STUNServerAddr: h.udp, TURNServerAddr: h.udp, Conn: conn,
-			Username: user, Password: pass, Realm: turn.DefaultRealm})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		rc, err := c.Allocate()
-		if err != nil {
-			t.Fatalf("allocate: %v", err)
-		}
-		defer rc.Close() // a Refresh with lifetime 0: the allocation ends, its usage is recorded
+		rc, release := turnAllocate(t, h.udp, user, pass)
+		defer release() // a Refresh with lifetime 0: the allocation ends, its usage is recorded
 		peer, err := net.ListenPacket("udp4", "127.0.0.2:0")
 		if err != nil {
 			t.Fatal(err)
