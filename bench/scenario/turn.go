@@ -259,55 +259,71 @@ func (l *turnLoad) count(p *net.UDPConn) {
 func (l *turnLoad) run(ctx context.Context, rate float64, d time.Duration, procs []bench.Proc) (map[string]float64, error) {
 	r0, b0 := l.recv.Load(), l.bytes.Load()
 	u := bench.StartUsage(append(procs, bench.Self())...)
+	n, elapsed, err := offerPaced(ctx, rate, d, len(l.clients), func(i int) error { return l.clients[i].send() })
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errors.New("turn: nothing sent")
+	}
+	return deliveryMetrics(u, l.recv.Load()-r0, n, l.bytes.Load()-b0, elapsed), nil
+}
+
+// offerPaced offers rate packets/s for d from up to two sender goroutines,
+// each taking its share of n targets round robin (send(i) sends one
+// packet to target i), then waits turnDrain for the last ones to arrive.
+// It returns how many sends succeeded and how long the sending took.
+func offerPaced(ctx context.Context, rate float64, d time.Duration, n int, send func(i int) error) (sent int64, elapsed time.Duration, err error) {
 	senders := min(runtime.GOMAXPROCS(0), 2)
-	var sent atomic.Int64
+	var ok atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mine := l.clients[s*len(l.clients)/senders : (s+1)*len(l.clients)/senders]
+		wg.Go(func() {
+			lo, hi := s*n/senders, (s+1)*n/senders
+			if lo == hi {
+				return // fewer targets than senders
+			}
 			per := rate / float64(senders) / 1000 // packets per millisecond
-			owed, k := 0.0, 0
-			for tick := 1; ctx.Err() == nil; tick++ {
-				if time.Since(start) >= d {
-					return
-				}
+			owed, k := 0.0, lo
+			for tick := 1; ctx.Err() == nil && time.Since(start) < d; tick++ {
 				owed += per
 				for ; owed >= 1; owed-- {
-					if mine[k].send() == nil {
-						sent.Add(1)
+					if send(k) == nil {
+						ok.Add(1)
 					}
-					k = (k + 1) % len(mine)
+					if k++; k == hi {
+						k = lo
+					}
 				}
 				if w := time.Until(start.Add(time.Duration(tick) * time.Millisecond)); w > 0 {
 					time.Sleep(w)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed = time.Since(start)
 	t := time.NewTimer(turnDrain)
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 		t.Stop()
-		return nil, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
-	recv, bytes := l.recv.Load()-r0, l.bytes.Load()-b0
-	n := sent.Load()
-	if n == 0 {
-		return nil, errors.New("turn: nothing sent")
-	}
+	return ok.Load(), elapsed, nil
+}
+
+// deliveryMetrics are a paced run's figures: the CPU usage since u, and
+// recv of sent packets (bytes of them) delivered in elapsed.
+func deliveryMetrics(u *bench.Usage, recv, sent, bytes int64, elapsed time.Duration) map[string]float64 {
 	m := u.Metrics(int(recv))
 	m["throughput_per_s"] = float64(recv) / elapsed.Seconds()
-	m["offered_per_s"] = float64(n) / elapsed.Seconds()
-	m["delivered_pct"] = 100 * float64(min(recv, n)) / float64(n)
+	m["offered_per_s"] = float64(sent) / elapsed.Seconds()
+	m["delivered_pct"] = 100 * float64(min(recv, sent)) / float64(sent)
 	m["loss_pct"] = 100 - m["delivered_pct"]
 	m["mbit_s"] = float64(bytes) * 8 / elapsed.Seconds() / 1e6
-	return m, nil
+	return m
 }
 
 func (l *turnLoad) Close() {

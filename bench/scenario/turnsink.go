@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/stapes-relay/stapes/bench"
@@ -83,53 +80,22 @@ func runSink(ctx context.Context, addr string, rate float64, d time.Duration, pr
 	}
 	payload := make([]byte, turnPayload)
 	u := bench.StartUsage(append(procs, bench.Self())...)
-	senders := min(runtime.GOMAXPROCS(0), 2)
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for s := range senders {
-		wg.Go(func() {
-			mine := conns[s*len(conns)/senders : (s+1)*len(conns)/senders]
-			per := rate / float64(senders) / 1000
-			owed, k := 0.0, 0
-			for tick := 1; ctx.Err() == nil && time.Since(start) < d; tick++ {
-				owed += per
-				for ; owed >= 1; owed-- {
-					if _, err := mine[k].Write(payload); err == nil {
-						sent.Add(1)
-					}
-					k = (k + 1) % len(mine)
-				}
-				if w := time.Until(start.Add(time.Duration(tick) * time.Millisecond)); w > 0 {
-					time.Sleep(w)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	t := time.NewTimer(turnDrain)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
-		return nil, ctx.Err()
+	n, elapsed, err := offerPaced(ctx, rate, d, len(conns), func(i int) error {
+		_, err := conns[i].Write(payload)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	r1, err := sinkCount(addr)
 	if err != nil {
 		return nil, err
 	}
-	recv, n := r1-r0, sent.Load()
 	if n == 0 {
 		return nil, errors.New("turn: nothing sent to the sink")
 	}
-	m := u.Metrics(int(recv))
-	m["throughput_per_s"] = float64(recv) / elapsed.Seconds()
-	m["offered_per_s"] = float64(n) / elapsed.Seconds()
-	m["delivered_pct"] = 100 * float64(min(recv, n)) / float64(n)
-	m["loss_pct"] = 100 - m["delivered_pct"]
-	m["mbit_s"] = float64(recv*turnPayload) * 8 / elapsed.Seconds() / 1e6
-	return m, nil
+	recv := r1 - r0
+	return deliveryMetrics(u, recv, n, recv*turnPayload, elapsed), nil
 }
 
 // runSinks runs the sink at each rate (one repeat).
