@@ -403,13 +403,7 @@ func (m *mesh) joinFromMap(ctx context.Context) {
 // gossipSeeds returns the gossip addresses of the other healthy relays of
 // a control-plane relay map (JSON, as GET /v1/relay/map answers).
 func gossipSeeds(relayMap []byte, self string) []string {
-	var m struct {
-		Relays []struct {
-			ID        string            `json:"id"`
-			Addresses map[string]string `json:"addresses"`
-			Healthy   bool              `json:"healthy"`
-		} `json:"relays"`
-	}
+	var m client.RelayMap
 	if len(relayMap) == 0 || json.Unmarshal(relayMap, &m) != nil {
 		return nil
 	}
