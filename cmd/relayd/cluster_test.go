@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -288,16 +287,8 @@ func TestClusterMembership(t *testing.T) {
 // metricValue reads one unlabelled metric from a relay's ops /metrics.
 func metricValue(t *testing.T, ops, name string) string {
 	t.Helper()
-	resp, err := mapClient.Get("http://" + ops + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
+	_, metrics := get(t, "http://"+ops+"/metrics")
+	for _, line := range strings.Split(metrics, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return v
 		}
