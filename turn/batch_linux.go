@@ -84,6 +84,10 @@ func (b *batchReader) recv(fd uintptr) bool {
 	return true
 }
 
+// buffered is how many received datagrams next returns before it reads
+// the socket again.
+func (b *batchReader) buffered() int { return b.n - b.i }
+
 // next returns the next datagram (valid until the call after the next
 // one that reads the socket again) and its source. A closed socket
 // returns an error for which errors.Is(err, net.ErrClosed) holds; other

@@ -14,3 +14,5 @@ type batchReader struct{}
 func newBatchReader(*net.UDPConn) *batchReader { return nil }
 
 func (*batchReader) next() ([]byte, netip.AddrPort, error) { panic("unreachable") }
+
+func (*batchReader) buffered() int { panic("unreachable") }

@@ -44,41 +44,31 @@ type sender struct {
 	salen uintptr
 	b     []byte
 	errno unix.Errno
-	send  func(fd uintptr) bool // s.sendto, bound once
+	cb    func(fd uintptr) bool // s.sendto, bound once
+	q     *sendQueue            // nil: send sends at once (newSender)
 }
 
 func newSender() *sender {
 	s := &sender{}
-	s.send = s.sendto
+	s.cb = s.sendto
 	return s
 }
 
-// writeTo sends b from o to addr. The RawConn's write lock keeps the
-// descriptor open during the call; a full send buffer waits for
+// writeTo sends b from o to addr at once. The RawConn's write lock keeps
+// the descriptor open during the call; a full send buffer waits for
 // writability like net.UDPConn does.
 func (s *sender) writeTo(o *udpOut, b []byte, addr netip.AddrPort) error {
 	if s == nil || o.rc == nil || len(b) == 0 {
 		_, err := o.conn.WriteToUDPAddrPort(b, addr)
 		return err
 	}
-	ip := addr.Addr()
-	if o.v6 {
-		sa := &s.sa
-		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()}
-		putPort(&sa.Port, addr.Port())
-		s.salen = unix.SizeofSockaddrInet6
-	} else {
-		ip = ip.Unmap()
-		if !ip.Is4() {
-			return net.InvalidAddrError("not an IPv4 address")
-		}
-		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.sa))
-		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ip.As4()}
-		putPort(&sa.Port, addr.Port())
-		s.salen = unix.SizeofSockaddrInet4
+	salen, ok := putSockaddr(&s.sa, o.v6, addr)
+	if !ok {
+		return net.InvalidAddrError("not an IPv4 address")
 	}
+	s.salen = uintptr(salen)
 	s.b, s.errno = b, 0
-	err := o.rc.Write(s.send)
+	err := o.rc.Write(s.cb)
 	s.b = nil
 	if err != nil {
 		return err
@@ -104,6 +94,26 @@ func (s *sender) sendto(fd uintptr) bool {
 		s.errno = e
 		return true
 	}
+}
+
+// putSockaddr encodes addr for a socket of family AF_INET6 (v6: IPv4
+// addresses as IPv4-mapped) or AF_INET and returns its length; false for
+// an IPv6 address and an AF_INET socket.
+func putSockaddr(sa *unix.RawSockaddrInet6, v6 bool, addr netip.AddrPort) (uint32, bool) {
+	ip := addr.Addr()
+	if v6 {
+		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ip.As16()}
+		putPort(&sa.Port, addr.Port())
+		return unix.SizeofSockaddrInet6, true
+	}
+	ip = ip.Unmap()
+	if !ip.Is4() {
+		return 0, false
+	}
+	sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+	*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ip.As4()}
+	putPort(&sa4.Port, addr.Port())
+	return unix.SizeofSockaddrInet4, true
 }
 
 // putPort stores a port in network byte order.

@@ -22,3 +22,9 @@ func (*sender) writeTo(o *udpOut, b []byte, addr netip.AddrPort) error {
 	_, err := o.conn.WriteToUDPAddrPort(b, addr)
 	return err
 }
+
+func newBatchSender() *sender { return nil }
+
+func (s *sender) send(o *udpOut, b []byte, addr netip.AddrPort) { _ = s.writeTo(o, b, addr) }
+func (*sender) flush()                                          {}
+func (*sender) close()                                          {}

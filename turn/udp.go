@@ -27,7 +27,7 @@ type udpSock struct {
 	addrs map[netip.AddrPort]*net.UDPAddr // reader goroutine only: pion wants net.Addr values
 	batch *batchReader                    // reader goroutine only: recvmmsg (nil: one datagram per read)
 	out   *udpOut                         // this socket, for the fast path's sends to clients
-	snd   *sender                         // reader goroutine only: the fast path's sends
+	snd   *sender                         // reader goroutine only: the fast path's sends, one batch's per system call
 
 	closeOnce sync.Once
 	doneOnce  sync.Once
@@ -41,7 +41,7 @@ const maxAddrCache = 1 << 16
 func newUDPSock(s *Server, c *net.UDPConn) *udpSock {
 	la := *c.LocalAddr().(*net.UDPAddr)
 	return &udpSock{s: s, conn: c, laddr: &la, clients: map[netip.AddrPort]*allocation{}, addrs: map[netip.AddrPort]*net.UDPAddr{},
-		batch: newBatchReader(c), out: newUDPOut(c), snd: newSender()}
+		batch: newBatchReader(c), out: newUDPOut(c), snd: newBatchSender()}
 }
 
 func (u *udpSock) attach(a *allocation) {
@@ -74,6 +74,9 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 			ap  netip.AddrPort
 			err error
 		)
+		if u.batch == nil || u.batch.buffered() == 0 {
+			u.snd.flush() // before the next read reuses the buffers it sends from
+		}
 		if u.batch != nil {
 			b, ap, err = u.batch.next() // the datagram stays in the batch's buffer
 		} else {
@@ -83,7 +86,10 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				u.doneOnce.Do(u.s.loops.Done)
+				u.doneOnce.Do(func() {
+					u.snd.close()
+					u.s.loops.Done()
+				})
 				return 0, nil, err
 			}
 			continue // transient (ICMP-induced) errors must not end the loop
@@ -99,6 +105,7 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !u.s.inspect(b, clientKey{ap: ap}) {
 			continue
 		}
+		u.snd.flush() // before pion takes its time
 		return copy(p, b), u.addrOf(ap), nil
 	}
 }
@@ -141,7 +148,8 @@ func (u *udpSock) channelData(b []byte, src netip.AddrPort) {
 // toPeer sends a client's payload (frame[4:]; frame[:4] is free for a
 // ChannelData header) from allocation a to peer: to another allocation of
 // this Server in-process when it can, else out of a's relayed socket.
-// snd belongs to the calling goroutine.
+// snd belongs to the calling goroutine, which flushes it before frame's
+// memory is reused.
 func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort, snd *sender) {
 	data := frame[4:]
 	if s.isSelf(peer.Addr()) {
@@ -159,7 +167,7 @@ func (s *Server) toPeer(a *allocation, frame []byte, peer netip.AddrPort, snd *s
 		return
 	}
 	a.countTo(len(data), time.Now().UnixNano())
-	_ = snd.writeTo(a.relay.out, data, peer)
+	snd.send(a.relay.out, data, peer)
 }
 
 // deliver hands a packet from allocation a straight to allocation t's
@@ -185,7 +193,7 @@ func (s *Server) deliver(a, t *allocation, frame []byte, snd *sender) bool {
 	t.countFrom(n, now)
 	binary.BigEndian.PutUint16(frame[0:2], num)
 	binary.BigEndian.PutUint16(frame[2:4], uint16(n))
-	_ = snd.writeTo(t.sock.out, frame, t.client.ap)
+	snd.send(t.sock.out, frame, t.client.ap)
 	return true
 }
 
