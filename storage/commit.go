@@ -34,13 +34,32 @@ import (
 // calls for different sessions may, and share fsyncs.
 func (s *Store) Commit(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte) error {
 	start := time.Now()
-	r, err := s.commit(ctx, session, entries, meta)
+	r, err := s.commit(ctx, session, entries, meta, true)
 	s.metrics.observeCommit(start, r)
 	return err
 }
 
-// commit does Commit's work and classifies its failure for the metrics.
-func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte) (reason, error) {
+// CommitUnsynced is Commit without waiting for the sync: it returns once
+// the batch is applied (visible to every read of this process) and the
+// WAL sync that makes it durable has been started in the background. A
+// crash before that sync completes may lose the batch, and with it every
+// later unsynced one (never an earlier batch: the WAL is replayed in
+// order). Its outbox record becomes readable (ReadOutbox) only once the
+// sync is done, so nothing that a crash may take back is ever shipped.
+//
+// It is for a caller that holds the entries durably elsewhere: a
+// replicating home whose replica has synced them (package relay). Errors
+// are Commit's; a failed background sync fails the store (ErrFailed).
+func (s *Store) CommitUnsynced(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte) error {
+	start := time.Now()
+	r, err := s.commit(ctx, session, entries, meta, false)
+	s.metrics.observeCommit(start, r)
+	return err
+}
+
+// commit does Commit's (sync) or CommitUnsynced's work and classifies its
+// failure for the metrics.
+func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte, sync bool) (reason, error) {
 	if err := checkSession(session); err != nil {
 		return reasonInvalid, fmt.Errorf("storage: commit: %w", err)
 	}
@@ -114,7 +133,7 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 		return wrap(reasonCanceled, err)
 	}
 	s.applying(in, head, meta)
-	if err := s.apply(b); err != nil {
+	if err := s.apply(b, sync); err != nil {
 		if errors.Is(err, ErrFailed) {
 			return wrap(reasonFailed, err)
 		}
@@ -126,6 +145,11 @@ func (s *Store) commit(ctx context.Context, session string, entries []wire.LogEn
 	newHead, synced = head, true
 	if len(entries) > 0 {
 		newHead = entries[len(entries)-1].Seq
+	}
+	if !sync {
+		// The background sync releases the outbox position.
+		s.syncLater(outPos)
+		outPos = 0
 	}
 	return "", nil
 }
@@ -168,12 +192,12 @@ func (s *Store) checkEntries(session string, head uint64, entries []wire.LogEntr
 	return "", nil
 }
 
-// apply commits b with a WAL sync. Pebble reports a failed WAL write or sync
+// apply commits b, with a WAL sync when sync is set. Pebble reports a failed WAL write or sync
 // through Logger.Fatalf (see pebbleLogger) and then returns nil, so success
 // also requires the store not to have failed meanwhile. A failure of another
 // concurrent commit also fails this one: its outcome is then unknown, which
 // Commit's contract allows.
-func (s *Store) apply(b *pebble.Batch) (err error) {
+func (s *Store) apply(b *pebble.Batch, sync bool) (err error) {
 	defer func() {
 		// Once its WAL writer has failed, Pebble panics in a later commit
 		// (record.LogWriter error -> panic in DB.commitWrite). The store
@@ -183,7 +207,11 @@ func (s *Store) apply(b *pebble.Batch) (err error) {
 			err = s.fail.set(fmt.Errorf("pebble panicked during commit: %v", r))
 		}
 	}()
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	opts := pebble.Sync
+	if !sync {
+		opts = pebble.NoSync
+	}
+	if err := s.db.Apply(b, opts); err != nil {
 		return err
 	}
 	return s.fail.get()

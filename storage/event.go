@@ -92,7 +92,7 @@ func (s *Store) AppendEvent(ctx context.Context, ev Event) (uint64, error) {
 	defer s.outboxDone(pos)
 	b := s.db.NewBatch()
 	_ = b.Set(outboxKey(pos), eventRecord(ev), nil)
-	if err := s.apply(b); err != nil {
+	if err := s.apply(b, true); err != nil {
 		return 0, fmt.Errorf("storage: append event: %w", err)
 	}
 	_ = b.Close()
@@ -119,7 +119,7 @@ func (s *Store) loadID() error {
 	id := hex.EncodeToString(r[:])
 	b := s.db.NewBatch()
 	_ = b.Set(storeIDKey, []byte(id), nil)
-	if err := s.apply(b); err != nil {
+	if err := s.apply(b, true); err != nil {
 		return err
 	}
 	_ = b.Close()

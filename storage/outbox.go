@@ -206,7 +206,7 @@ func (s *Store) AckOutbox(ctx context.Context, pos uint64) error {
 	b := s.db.NewBatch()
 	_ = b.DeleteRange(outboxKey(0), outboxKey(pos+1), nil)
 	_ = b.Set(cursorKey, encodeSeq(pos), nil)
-	if err := s.apply(b); err != nil {
+	if err := s.apply(b, true); err != nil {
 		return wrap(err)
 	}
 	_ = b.Close()

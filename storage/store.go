@@ -41,6 +41,11 @@ type Store struct {
 	outAcked    uint64     // last acknowledged position
 	outInflight map[uint64]struct{}
 
+	lazyMu      sync.Mutex // guards the fields below (CommitUnsynced's background sync)
+	lazyPos     []uint64   // outbox positions of unsynced commits, released by the next sync
+	lazyDirty   bool       // an unsynced commit awaits a sync
+	lazyRunning bool       // syncLoop is running
+
 	id string // see ID
 }
 
