@@ -77,6 +77,16 @@ type Config struct {
 	// retries) when no replica is reachable, instead of committing alone
 	// with PERSISTED flagged degraded.
 	RequireReplica bool
+	// SyncHome makes a replicating home fsync its own copy of a batch
+	// before PERSISTED too. By default the replica's fsync makes the batch
+	// durable (PERSISTED waits for it), and the home, which commits only
+	// after its replica has the batch, applies its copy at once and syncs
+	// it in the background (when its Store supports CommitUnsynced): one
+	// fsync in series instead of two. Either way the home never holds an
+	// entry its replica lacks, and a home that crashes before its sync
+	// fetches the lost tail back from its replica when the session loads
+	// (replica.go). A degraded commit (no replica) is always synced here.
+	SyncHome bool
 	// ReplicaTimeout bounds one replication round trip. Default 2s.
 	ReplicaTimeout time.Duration
 	// ProbeTimeout bounds asking a session's home whether it is alive

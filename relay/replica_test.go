@@ -5,9 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/relay/wire"
+	"github.com/stapes-relay/stapes/storage/storagetest"
 )
 
 var peerSecret = []byte("0123456789abcdef-test-secret")
@@ -178,4 +181,95 @@ func TestPlacedSessionIsNotSplit(t *testing.T) {
 	if w := ca.Hello(a.Token(t, cc), false, 0); w.Epoch != 1 {
 		t.Fatalf("epoch %d at the placed relay", w.Epoch)
 	}
+}
+
+// TestHomeLosesUnsyncedTail: a replicating home commits its own copy of a
+// batch without waiting for its fsync (the replica has synced it before
+// PERSISTED). A home that crashes before that sync loses the tail of its
+// log; restarted, still the owner, it fetches the tail back from its
+// replica before serving: every PERSISTED message is delivered exactly
+// once, in order, the device config version is the latest, and a resent
+// message of the lost tail gets its original seq.
+func TestHomeLosesUnsyncedTail(t *testing.T) {
+	cl := &relaytest.Cluster{}
+	mem := vfs.NewCrashableMem()
+	gate := &storagetest.WALGate{}
+	a := relaytest.Start(t, relaytest.Options{FS: gate.Wrap(mem), Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
+		c.RequireReplica = true
+	}})
+	t.Cleanup(gate.Open) // runs before a's Close, which waits for held syncs
+	b := relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-b", "eu", cl, peerSecret
+		c.Auth = a.Keyring
+		c.RequireReplica = true
+	}})
+	cl.Set(a.Peer("relay-a", "eu"))
+	cl.Set(b.Peer("relay-b", "eu"))
+
+	clin := relaytest.Dial(t, a, "ws")
+	clin.Hello(a.Token(t, clinician("tail")), false, 0)
+	pat := relaytest.Dial(t, a, "quic")
+	pat.Hello(a.Token(t, patient("tail")), false, 0)
+	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c0", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(0, wire.Param{Name: "gain", Value: 10})})
+	clin.NextOf(wire.TypePersisted, 5*time.Second) // the session's first batch: synced (it records the owner)
+	pat.NextOf(wire.TypeDeliver, 5*time.Second)
+
+	// From here the home's own syncs are held: what it commits is on its
+	// replica's disk and only in its own memory.
+	gate.Close()
+	const chats = 20
+	for i := range chats {
+		clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	}
+	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c1", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(1, wire.Param{Name: "gain", Value: 12})})
+	head := uint64(1 + chats + 1)
+	for range chats + 1 {
+		if p := clin.NextOf(wire.TypePersisted, 5*time.Second); p.Flags&wire.FlagDegraded != 0 {
+			t.Fatalf("PERSISTED %d degraded with a live replica", p.Seq)
+		}
+	}
+	seen := uint64(1)
+	for range 5 {
+		seen = pat.NextOf(wire.TypeDeliver, 5*time.Second).Seq
+	}
+
+	// The home crashes: only what it synced is on its disk.
+	clone := mem.CrashClone(vfs.CrashCloneCfg{})
+	clin.Close()
+	pat.Close()
+	gate.Open()
+	a.RestartFS(t, clone)
+	if h, err := a.Store.Head(t.Context(), "tail"); err != nil || h != 1 {
+		t.Fatalf("after the crash the home's head is %d (%v), want 1: its copies were synced after all", h, err)
+	}
+
+	// Still the owner, it gets the tail back from b before serving.
+	pat2 := relaytest.Dial(t, a, "quic")
+	w := pat2.Hello(a.Token(t, patient("tail")), true, seen)
+	if w.Epoch != 1 || w.HeadSeq != head || w.ConfigVersion != 2 {
+		t.Fatalf("WELCOME after the crash: epoch %d head %d config %d, want epoch 1 head %d config 2", w.Epoch, w.HeadSeq, w.ConfigVersion, head)
+	}
+	for want := seen + 1; want <= head; want++ {
+		if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != want {
+			t.Fatalf("after the crash got seq %d, want %d", d.Seq, want)
+		}
+	}
+	clin2 := relaytest.Dial(t, a, "ws")
+	clin2.Hello(a.Token(t, clinician("tail")), true, 0)
+	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "m7", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != 9 {
+		t.Fatalf("resent m7 persisted as seq %d, want 9", p.Seq)
+	}
+	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c2", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(2, wire.Param{Name: "gain", Value: 14})})
+	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != head+1 {
+		t.Fatalf("c2 persisted as seq %d, want %d", p.Seq, head+1)
+	}
+	if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != head+1 || d.ClientID != "c2" {
+		t.Fatalf("patient got %+v, want c2 at seq %d", d, head+1)
+	}
+	if d, err := pat2.Next(300 * time.Millisecond); err == nil && d.Type == wire.TypeDeliver {
+		t.Fatalf("a second DELIVER after c2: seq %d", d.Seq)
+	}
+	b.WaitHead(t, "tail", head+1)
 }

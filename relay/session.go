@@ -165,7 +165,7 @@ func (s *session) commitLoop() {
 		}
 		start := time.Now()
 		if !s.srv.replicating() {
-			s.commitLocal(batch, entries, meta, false, start)
+			s.commitLocal(batch, entries, meta, false, false, start)
 			continue
 		}
 		degraded, err := s.replicate(entries, meta)
@@ -196,19 +196,31 @@ func (s *session) commitLoop() {
 			}
 			continue
 		}
+		// The replica has synced the batch: unless configured otherwise,
+		// the home's copy need not wait for its own fsync. An owner record
+		// change is synced here, so that a home that restarts knows its
+		// replica and fetches from it what its crash lost.
+		_, owns := meta[ownerMeta(s.id)]
+		unsynced := !degraded && !cfg.SyncHome && !owns
 		done := make(chan struct{})
 		local = done
 		go func() {
 			defer close(done)
-			s.commitLocal(batch, entries, meta, degraded, start)
+			s.commitLocal(batch, entries, meta, degraded, unsynced, start)
 		}()
 	}
 }
 
 // commitLoop's second stage: commit a batch here, then acknowledge it.
-func (s *session) commitLocal(batch []*op, entries []wire.LogEntry, meta map[string][]byte, degraded bool, start time.Time) {
+// unsynced: the replica has synced the batch, so this relay's copy is
+// committed without waiting for its own fsync (when the Store can).
+func (s *session) commitLocal(batch []*op, entries []wire.LogEntry, meta map[string][]byte, degraded, unsynced bool, start time.Time) {
 	cfg := &s.srv.cfg
-	err := cfg.Store.Commit(s.srv.ctx, s.id, entries, meta)
+	commit := cfg.Store.Commit
+	if u, ok := cfg.Store.(unsyncedStore); ok && unsynced {
+		commit = u.CommitUnsynced
+	}
+	err := commit(s.srv.ctx, s.id, entries, meta)
 	s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
 	s.srv.met.commitBatch.Observe(float64(len(batch)))
 	if err != nil {

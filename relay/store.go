@@ -34,3 +34,11 @@ type Store interface {
 	// Meta returns a metadata blob (a copy).
 	Meta(ctx context.Context, name string) (blob []byte, ok bool, err error)
 }
+
+// unsyncedStore is a Store that can commit without waiting for the sync
+// (storage.Store.CommitUnsynced): the batch is applied at once and made
+// durable in the background. Used by a replicating home whose replica has
+// already synced the batch (Config.SyncHome).
+type unsyncedStore interface {
+	CommitUnsynced(ctx context.Context, session string, entries []wire.LogEntry, meta map[string][]byte) error
+}

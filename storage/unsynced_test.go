@@ -2,53 +2,14 @@ package storage
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/stapes-relay/stapes/storage/storagetest"
 )
-
-// walGate holds WAL syncs while closed.
-type walGate struct {
-	mu   sync.Mutex
-	held chan struct{} // nil: open
-}
-
-func (g *walGate) close() {
-	g.mu.Lock()
-	g.held = make(chan struct{})
-	g.mu.Unlock()
-}
-
-func (g *walGate) open() {
-	g.mu.Lock()
-	if g.held != nil {
-		close(g.held)
-		g.held = nil
-	}
-	g.mu.Unlock()
-}
-
-func (g *walGate) inject(op errorfs.Op) error {
-	switch op.Kind {
-	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-	default:
-		return nil
-	}
-	if !strings.HasSuffix(op.Path, ".log") {
-		return nil
-	}
-	g.mu.Lock()
-	held := g.held
-	g.mu.Unlock()
-	if held != nil {
-		<-held
-	}
-	return nil
-}
 
 // outboxRanges returns the readable outbox records as first..last pairs.
 func outboxRanges(t *testing.T, s *Store) [][2]uint64 {
@@ -72,14 +33,14 @@ func outboxRanges(t *testing.T, s *Store) [][2]uint64 {
 func TestCommitUnsynced(t *testing.T) {
 	ctx := context.Background()
 	base := vfs.NewCrashableMem()
-	gate := &walGate{}
-	s := openStore(t, "db", testOptions(errorfs.Wrap(base, errorfs.InjectorFunc(gate.inject))))
-	t.Cleanup(gate.open) // before Close (cleanups run last first), which waits for the sync
+	gate := &storagetest.WALGate{}
+	s := openStore(t, "db", testOptions(gate.Wrap(base)))
+	t.Cleanup(gate.Open) // before Close (cleanups run last first), which waits for the sync
 	if err := s.Commit(ctx, "a", batch("a", 1, 2), nil); err != nil {
 		t.Fatal(err)
 	}
 
-	gate.close()
+	gate.Close()
 	done := make(chan error, 1)
 	go func() { done <- s.CommitUnsynced(ctx, "a", batch("a", 3, 5), map[string][]byte{"m/a": []byte("v")}) }()
 	select {
@@ -88,7 +49,7 @@ func TestCommitUnsynced(t *testing.T) {
 			t.Fatalf("CommitUnsynced: %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		gate.open()
+		gate.Open()
 		t.Fatal("CommitUnsynced waited for the WAL sync")
 	}
 	// Visible at once to this process.
@@ -117,7 +78,7 @@ func TestCommitUnsynced(t *testing.T) {
 		_ = c.Close()
 	}()
 
-	gate.open()
+	gate.Open()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got := outboxRanges(t, s)

@@ -32,6 +32,7 @@ type meshOptions struct {
 	peerSecretFile string
 	selfURL        string
 	requireReplica bool
+	syncHome       bool
 	forward        string
 	staticPeers    string
 	gossipListen   string
@@ -50,6 +51,7 @@ func meshFlags(fs *flag.FlagSet) *meshOptions {
 	fs.StringVar(&m.peerSecretFile, "peer-secret-file", "", "file with the cluster's relay-to-relay secret (≥ 16 bytes; the same on every relay), required with --peer-listen")
 	fs.StringVar(&m.selfURL, "self-url", "", "URL clients are redirected to for sessions homed here (default quic://ADVERTISE)")
 	fs.BoolVar(&m.requireReplica, "require-replica", false, "refuse durable messages when no replica is reachable instead of acknowledging them degraded")
+	fs.BoolVar(&m.syncHome, "sync-home", false, "fsync the home's own copy of a replicated batch before PERSISTED too (default: PERSISTED waits for the replica's fsync; the home commits its copy after the replica has it and syncs it in the background)")
 	fs.StringVar(&m.forward, "forward", "region", "serve a client whose session lives on another relay through the relay-to-relay link (region: when that relay is in another region, else redirect; always; never: always redirect)")
 	fs.StringVar(&m.staticPeers, "peers", "", "static cluster instead of gossip: comma-separated id@region@peer-host:port@client-url")
 	fs.StringVar(&m.gossipListen, "gossip-listen", "", "address for gossip membership (UDP and TCP); empty: no gossip")
@@ -247,6 +249,7 @@ func (m *mesh) configure(cfg *relay.Config, secret []byte) {
 	cfg.PeerSecret = secret
 	cfg.SelfURL = m.o.selfURL
 	cfg.RequireReplica = m.o.requireReplica
+	cfg.SyncHome = m.o.syncHome
 	cfg.Forward = relay.ForwardMode(m.o.forward)
 	if m.gossip != nil {
 		cfg.Cluster = m

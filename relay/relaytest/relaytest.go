@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/storage"
 	"github.com/stapes-relay/stapes/token"
@@ -31,6 +33,10 @@ type Options struct {
 	Configure func(*relay.Config)
 	// Logger, default: discards below warnings (set STAPES_TEST_LOG=1 for all).
 	Logger *slog.Logger
+	// FS is the Pebble filesystem (default: the real disk); with a
+	// crashable in-memory FS a test can restart the relay on a crash
+	// clone of it (RestartFS).
+	FS vfs.FS
 }
 
 // Relay is a running in-process relay.
@@ -97,7 +103,7 @@ func Start(t testing.TB, o Options) *Relay {
 }
 
 func (r *Relay) start(addr string) error {
-	st, err := storage.Open(r.Dir, storage.Options{Logger: r.opts.Logger})
+	st, err := storage.Open(r.Dir, storage.Options{Logger: r.opts.Logger, FS: r.opts.FS})
 	if err != nil {
 		return err
 	}
@@ -284,6 +290,17 @@ func (r *Relay) Restart(t testing.TB) {
 		time.Sleep(20 * time.Millisecond) // the port may take a moment to free up
 	}
 	t.Fatalf("relaytest: restart: %v", err)
+}
+
+// RestartFS stops the relay and starts it again on fs, for instance a
+// crash clone of the filesystem it ran on: a restart after a crash.
+func (r *Relay) RestartFS(t testing.TB, fs vfs.FS) {
+	t.Helper()
+	r.Stop()
+	r.mu.Lock()
+	r.opts.FS = fs
+	r.mu.Unlock()
+	r.Restart(t)
 }
 
 // Close stops the relay.
