@@ -46,8 +46,8 @@ type clusterNode struct {
 }
 
 // startCluster starts n relays named name-a, name-b, ... sharing a peer
-// secret, and returns once every one is ready.
-func startCluster(ctx context.Context, e *Env, name string, n int) (*cluster, error) {
+// secret, with extra relayd flags, and returns once every one is ready.
+func startCluster(ctx context.Context, e *Env, name string, n int, extra ...string) (*cluster, error) {
 	clients, peers, err := reservePorts(n)
 	if err != nil {
 		return nil, err
@@ -70,6 +70,7 @@ func startCluster(ctx context.Context, e *Env, name string, n int) (*cluster, er
 			"--tls-cert", e.CertFile, "--tls-key", e.KeyFile,
 			"--region", clusterRegion, "--peer-listen", nd.peerAddr, "--peer-secret-file", secretFile,
 			"--peers", strings.Join(list, ","), "--require-replica", "--self-url", nd.url())
+		nd.args = append(nd.args, extra...)
 	}
 	for _, nd := range c.nodes {
 		if err := nd.start(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,13 +31,14 @@ func init() {
 		Summary: "One session (one WebSocket connection, TLS) sends durable 256-byte chat messages open loop at fixed rates; " +
 			"latency is from each message's intended send time to its PERSISTED. Ours: two relayd processes of one region " +
 			"in a static cluster (--peers, shared --peer-secret-file, --require-replica), the session homed on the first, " +
-			"which commits a batch only after the second stored it (QUIC peer link, fsync on both). Baseline in the same " +
-			"repeats: one relayd without a cluster, started with the same flags otherwise. Every PERSISTED of the pair must " +
+			"which commits a batch only after the second has fsync'd it (QUIC peer link) and then applies its own copy, " +
+			"synced in the background (default), or fsync'd before PERSISTED too (a second pair with --sync-home, info). " +
+			"Baseline in the same repeats: one relayd without a cluster, started with the same flags otherwise. Every PERSISTED of a pair must " +
 			"be unflagged (a degraded one means it was not replicated) and the replica must have stored at least as many " +
 			"entries as were PERSISTED; otherwise the run is an error, not a figure.",
 		Default: true,
 		Plan: func(o Options) time.Duration {
-			return time.Duration(o.Repeat*2*len(replicatedRateList(o)))*(o.Duration+2*time.Second) + 4*time.Second
+			return time.Duration(o.Repeat*3*len(replicatedRateList(o)))*(o.Duration+2*time.Second) + 6*time.Second
 		},
 		Run: runReplicated,
 	})
@@ -67,25 +69,30 @@ func runReplicated(ctx context.Context, e *Env, o Options, res *bench.ScenarioRe
 	}
 	defer single.Close()
 	pair, err := startCluster(ctx, e, "rc", 2)
+	if err != nil {
+		done()
+		return err
+	}
+	defer pair.Close()
+	both, err := startCluster(ctx, e, "rs", 2, "--sync-home")
 	done()
 	if err != nil {
 		return err
 	}
-	defer pair.Close()
-	home, replica := pair.nodes[0], pair.nodes[1]
+	defer both.Close()
 	systems := []commitSystem{
 		{id: "single", name: "relayd, one node", addr: single.Addr(), procs: single.Procs()},
-		{id: "replicated", name: "relayd pair, --require-replica", ours: true, addr: home.addr,
-			procs: []bench.Proc{home.proc("server"), replica.proc("replica")}, replica: replica},
+		pairSystem("replicated", "relayd pair, --require-replica", true, pair),
+		pairSystem("synchome", "relayd pair, --require-replica --sync-home", false, both),
 	}
 	rates := replicatedRateList(o)
 	for rep := range o.Repeat {
 		for _, rate := range rates {
 			// Alternate which system goes first, so a drift of the machine
 			// (compactions, other load) does not always favour one.
-			order := []commitSystem{systems[0], systems[1]}
+			order := append([]commitSystem(nil), systems...)
 			if rep%2 == 1 {
-				order[0], order[1] = order[1], order[0]
+				slices.Reverse(order)
 			}
 			for _, sys := range order {
 				id := sys.id + "-" + rateLabel(rate)
@@ -107,6 +114,13 @@ func runReplicated(ctx context.Context, e *Env, o Options, res *bench.ScenarioRe
 		"CPU 'server' is the session's home relay (the single relay, or the pair's first), 'replica' the pair's second, 'harness' the load generator; all share the 2 cores.",
 		"A fresh session per run; 300 ms of warm-up at the same rate (which also opens the peer link) precede each measured run.")
 	return firstRunError(res)
+}
+
+// pairSystem is a relay pair of c, the session homed on its first node.
+func pairSystem(id, name string, ours bool, c *cluster) commitSystem {
+	home, replica := c.nodes[0], c.nodes[1]
+	return commitSystem{id: id, name: name, ours: ours, addr: home.addr,
+		procs: []bench.Proc{home.proc("server"), replica.proc("replica")}, replica: replica}
 }
 
 // commitLoad receives one connection's PERSISTED and ERROR frames.
@@ -246,6 +260,8 @@ func replicatedChecks(res *bench.ScenarioResult, rates []float64) {
 			bench.Check{Name: "single relayd PERSISTED p99" + at, Metric: "p99_us", Ours: base},
 			bench.Check{Name: "commits/s vs single relayd" + at, Metric: "throughput_per_s", Ours: ours, Baseline: base},
 			bench.Check{Name: "home relay CPU per message vs single relayd" + at, Metric: "cpu_server_us_per_op", Ours: ours, Baseline: base},
+			bench.Check{Name: "--sync-home pair commit p99 vs single relayd" + at, Metric: "p99_us", Ours: "synchome-" + l, Baseline: base},
+			bench.Check{Name: "--sync-home pair commit p50 vs single relayd" + at, Metric: "p50_us", Ours: "synchome-" + l, Baseline: base},
 		)
 	}
 }
