@@ -644,8 +644,28 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 	}
 	var cands []Peer
 	skip := map[string]bool{exclude: true}
-	if p, ok := s.peerByID(o.replica); ok && o.replica != s.cfg.RelayID && o.replica != exclude && !s.links.isDown(p.Addr) {
-		cands = append(cands, p) // the recorded replica first: it has the log
+	recorded, live := s.peerByID(o.replica)
+	live = live && o.replica != s.cfg.RelayID && o.replica != exclude
+	if s.mayHaveLostTail() && live {
+		// This relay crashed since it last ran, and its own copies of
+		// batches the replica had synced may be lost with the crash: only
+		// the recorded replica can give them back. Wait for it (the
+		// client retries) rather than serve a log without them, for as
+		// long as the cluster counts it as a member.
+		err := s.syncTo(ctx, recorded, id, tenant, o, s.cfg.ReplicaTimeout)
+		for retry := 0; errors.Is(err, errAhead) && retry < 3; retry++ {
+			err = s.syncTo(ctx, recorded, id, tenant, o, s.cfg.ReplicaTimeout)
+		}
+		if err != nil {
+			var st *staleError
+			if !errors.As(err, &st) {
+				s.log.Warn("the session's replica must answer before this relay serves it again after a crash", "session", id, "peer", o.replica, "err", err)
+			}
+		}
+		return err
+	}
+	if live && !s.links.isDown(recorded.Addr) {
+		cands = append(cands, recorded) // the recorded replica first: it has the log
 		skip[o.replica] = true
 	}
 	cands = append(cands, s.replicaCandidates(id, skip)...)
@@ -681,6 +701,15 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 		return lastErr
 	}
 	return nil
+}
+
+// mayHaveLostTail reports whether this relay's store may have lost
+// batches it committed unsynced (Config.SyncHome unset): it was opened
+// after a crash. Such a home syncs with its recorded replica, and with it
+// only, before serving a session again.
+func (s *Server) mayHaveLostTail() bool {
+	r, ok := s.cfg.Store.(interface{ Recovered() bool })
+	return ok && r.Recovered()
 }
 
 // errProbe marks a candidate replica that did not answer the first probe

@@ -273,3 +273,82 @@ func TestHomeLosesUnsyncedTail(t *testing.T) {
 	}
 	b.WaitHead(t, "tail", head+1)
 }
+
+// TestCrashedHomeWaitsForItsReplica: a home restarted after a crash that
+// took its unsynced tail may not serve its session from what is left
+// while its recorded replica is away — not even with another relay of the
+// region ready to become the replica. Once the replica is back, the tail
+// comes back with it.
+func TestCrashedHomeWaitsForItsReplica(t *testing.T) {
+	cl := &relaytest.Cluster{}
+	mem := vfs.NewCrashableMem()
+	gate := &storagetest.WALGate{}
+	a := relaytest.Start(t, relaytest.Options{FS: gate.Wrap(mem), Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
+		c.RequireReplica = true
+		c.ReplicaTimeout = 500 * time.Millisecond
+	}})
+	t.Cleanup(gate.Open)
+	others := map[string]*relaytest.Relay{}
+	for _, id := range []string{"relay-b", "relay-c"} {
+		others[id] = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+			c.RelayID, c.Region, c.Cluster, c.PeerSecret = id, "eu", cl, peerSecret
+			c.Auth = a.Keyring
+			c.RequireReplica = true
+		}})
+		cl.Set(others[id].Peer(id, "eu"))
+	}
+	cl.Set(a.Peer("relay-a", "eu"))
+
+	clin := relaytest.Dial(t, a, "ws")
+	clin.Hello(a.Token(t, clinician("wait")), false, 0)
+	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "first", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	clin.NextOf(wire.TypePersisted, 5*time.Second)
+	var replica, spare *relaytest.Relay
+	for _, r := range others {
+		if h, _ := r.Store.Head(t.Context(), "wait"); h == 1 {
+			replica = r
+		} else {
+			spare = r
+		}
+	}
+	if replica == nil || spare == nil {
+		t.Fatal("the first batch is not on exactly one of the other relays")
+	}
+	gate.Close()
+	const n = 10
+	for i := range n {
+		clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	}
+	for range n {
+		clin.NextOf(wire.TypePersisted, 5*time.Second)
+	}
+	clone := mem.CrashClone(vfs.CrashCloneCfg{})
+	clin.Close()
+	gate.Open()
+	replica.Stop() // away while the home restarts
+	a.RestartFS(t, clone)
+
+	pat := relaytest.Dial(t, a, "ws")
+	pat.Send(&wire.Frame{Type: wire.TypeHello, Token: a.Token(t, patient("wait")), MinVersion: 1, MaxVersion: 1, Resume: true})
+	if f, err := pat.Next(10 * time.Second); err != nil || f.Type != wire.TypeError || f.Code != wire.CodeUnavailable {
+		t.Fatalf("HELLO at the crashed home with its replica away: %v %+v, want ERROR unavailable", err, f)
+	}
+	if h, _ := spare.Store.Head(t.Context(), "wait"); h != 0 {
+		t.Fatalf("the spare relay got %d entries of the truncated log", h)
+	}
+	if h, _ := a.Store.Head(t.Context(), "wait"); h != 1 {
+		t.Fatalf("the crashed home's head is %d, want 1 (its tail was unsynced)", h)
+	}
+
+	replica.Restart(t)
+	pat2 := relaytest.Dial(t, a, "ws")
+	if w := pat2.Hello(a.Token(t, patient("wait")), true, 0); w.HeadSeq != n+1 || w.Epoch != 1 {
+		t.Fatalf("WELCOME once the replica is back: head %d epoch %d, want head %d epoch 1", w.HeadSeq, w.Epoch, n+1)
+	}
+	for want := uint64(1); want <= n+1; want++ {
+		if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != want {
+			t.Fatalf("got seq %d, want %d", d.Seq, want)
+		}
+	}
+}

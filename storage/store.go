@@ -46,7 +46,8 @@ type Store struct {
 	lazyDirty   bool       // an unsynced commit awaits a sync
 	lazyRunning bool       // syncLoop is running
 
-	id string // see ID
+	id        string // see ID
+	recovered bool   // see Recovered
 }
 
 // Store implements relay.Store (declared in package relay, which storage
@@ -113,6 +114,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("storage: open: store id: %w", err)
 	}
+	if err := s.loadClean(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: open: clean-close mark: %w", err)
+	}
 	if s.reg != nil {
 		if err := s.reg.Register(s.coll); err != nil {
 			_ = db.Close()
@@ -155,6 +160,9 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		if s.reg != nil {
 			s.reg.Unregister(s.coll)
+		}
+		if err := s.markClean(); err != nil && s.fail.get() == nil {
+			s.log.Warn("storage: recording a clean close", "err", err)
 		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("storage: close: %w", err)

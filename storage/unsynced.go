@@ -69,3 +69,42 @@ func (s *Store) syncWAL() (err error) {
 	}
 	return s.fail.get()
 }
+
+// cleanKey is present while the store is closed after a clean Close.
+var cleanKey = []byte("y/closed-cleanly")
+
+// loadClean notes whether the previous process closed the store, and
+// removes the mark (synced) so that a crash of this one shows at the next
+// Open.
+func (s *Store) loadClean() error {
+	_, ok, err := s.get(cleanKey)
+	if err != nil {
+		return err
+	}
+	s.recovered = !ok
+	if !ok {
+		return nil
+	}
+	b := s.db.NewBatch()
+	_ = b.Delete(cleanKey, nil)
+	defer b.Close()
+	return s.apply(b, true)
+}
+
+// markClean records a clean Close. Everything is synced by then.
+func (s *Store) markClean() error {
+	if err := s.fail.get(); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	_ = b.Set(cleanKey, nil, nil)
+	defer b.Close()
+	return s.apply(b, true)
+}
+
+// Recovered reports whether the store was opened after a process that
+// did not close it (a crash, SIGKILL, power loss — or a store that is
+// new). Commits made with CommitUnsynced in that process may have been
+// lost: a replicating home must fetch what its replica has before it
+// serves a session again (package relay).
+func (s *Store) Recovered() bool { return s.recovered }

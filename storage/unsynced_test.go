@@ -127,3 +127,33 @@ func TestCommitUnsyncedClose(t *testing.T) {
 		t.Errorf("outbox records after reopen = %d, want %d", got, 8*50)
 	}
 }
+
+// TestRecovered: a store reopened after Close is not Recovered; one
+// reopened from a crash (here a crash clone) is, and so is a new store.
+func TestRecovered(t *testing.T) {
+	base := vfs.NewCrashableMem()
+	s, err := Open("db", testOptions(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Recovered() {
+		t.Error("a new store is not Recovered")
+	}
+	crashed := base.CrashClone(vfs.CrashCloneCfg{}) // while open
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, "db", testOptions(base))
+	if s.Recovered() {
+		t.Error("Recovered after a clean Close")
+	}
+	c := openStore(t, "db", testOptions(crashed))
+	if !c.Recovered() {
+		t.Error("not Recovered after a crash")
+	}
+	// The mark is consumed at Open: a crash of a process that opened a
+	// cleanly closed store shows too.
+	if c2 := openStore(t, "db", testOptions(base.CrashClone(vfs.CrashCloneCfg{}))); !c2.Recovered() {
+		t.Error("not Recovered after a crash of a process that had a clean start")
+	}
+}
