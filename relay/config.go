@@ -85,7 +85,9 @@ type Config struct {
 	// fsync in series instead of two. Either way the home never holds an
 	// entry its replica lacks, and a home that crashes before its sync
 	// fetches the lost tail back from its replica when the session loads
-	// (replica.go). A degraded commit (no replica) is always synced here.
+	// (replica.go); after a crash it waits for that replica, as long as
+	// the cluster counts it as a member, rather than serve or replicate
+	// the rest. A degraded commit (no replica) is always synced here.
 	SyncHome bool
 	// ReplicaTimeout bounds one replication round trip. Default 2s.
 	ReplicaTimeout time.Duration
