@@ -11,6 +11,7 @@ import (
 	"github.com/stapes-relay/stapes/relay/wire"
 )
 
+// counter returns the value of a counter (or gauge) series of reg.
 func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -24,6 +25,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) 
 		for _, m := range mf.GetMetric() {
 			for _, lp := range m.GetLabel() {
 				if lp.GetName() == label && lp.GetValue() == value {
+					if m.Gauge != nil {
+						return m.GetGauge().GetValue()
+					}
 					return m.GetCounter().GetValue()
 				}
 			}

@@ -93,7 +93,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.conns, m.framesIn, m.framesOut, m.bytesIn, m.bytesOut,
 		m.messagesIn, m.drops, m.refusals, m.rejections, m.errorsSent, m.resumes, m.commitSeconds, m.commitBatch, m.commitErrors,
-		m.degraded, m.takeovers, m.fenced, m.staleRefused, m.replicated, m.fetched, m.catchUps, m.forwarded, m.forwardFails} {
+		m.degraded, m.takeovers, m.fenced, m.staleRefused, m.replicated, m.fetched, m.catchUps, m.forwarded, m.forwardFails,
+		linkCollector{s}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

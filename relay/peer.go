@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 
 	"github.com/stapes-relay/stapes/relay/peerwire"
@@ -148,6 +149,42 @@ func (l *links) markUp(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.down, addr)
+}
+
+// up reports whether the link to addr is established and its peer has
+// not failed a request since.
+func (l *links) up(addr string) bool {
+	l.mu.Lock()
+	qc := l.conns[addr]
+	l.mu.Unlock()
+	return qc != nil && qc.Context().Err() == nil && !l.isDown(addr)
+}
+
+// linkDesc is stapes_relay_peer_link_up: one series per peer relay.
+var linkDesc = prometheus.NewDesc("stapes_relay_peer_link_up",
+	"1 while the QUIC link to a peer relay is established and answering, else 0 (links are kept warm to the relays of this one's region).",
+	[]string{"peer", "region"}, nil)
+
+// linkCollector reports the link state of every cluster peer at scrape
+// time (relay ids only: no session or user in the labels).
+type linkCollector struct{ s *Server }
+
+func (c linkCollector) Describe(ch chan<- *prometheus.Desc) { ch <- linkDesc }
+
+func (c linkCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.links == nil {
+		return
+	}
+	for _, p := range c.s.cfg.Cluster.Peers() {
+		if p.ID == c.s.cfg.RelayID || p.Addr == "" {
+			continue
+		}
+		v := 0.0
+		if c.s.links.up(p.Addr) {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(linkDesc, prometheus.GaugeValue, v, p.ID, p.Region)
+	}
 }
 
 func newLinks(s *Server) (*links, error) {

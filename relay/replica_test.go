@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/relay/relaytest"
@@ -350,5 +351,42 @@ func TestCrashedHomeWaitsForItsReplica(t *testing.T) {
 		if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != want {
 			t.Fatalf("got seq %d, want %d", d.Seq, want)
 		}
+	}
+}
+
+// TestPeerLinkGauge: stapes_relay_peer_link_up shows each peer's link,
+// labelled by relay id: 1 while it answers, 0 once it stopped answering.
+func TestPeerLinkGauge(t *testing.T) {
+	cl := &relaytest.Cluster{}
+	reg := prometheus.NewRegistry()
+	a := relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
+		c.Registerer = reg
+		c.ReplicaTimeout = 300 * time.Millisecond
+	}})
+	b := relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-b", "eu", cl, peerSecret
+		c.Auth = a.Keyring
+	}})
+	cl.Set(a.Peer("relay-a", "eu"))
+	cl.Set(b.Peer("relay-b", "eu"))
+	link := func() float64 { return counter(t, reg, "stapes_relay_peer_link_up", "peer", "relay-b") }
+	deadline := time.Now().Add(10 * time.Second)
+	for link() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the link to relay-b never showed up")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a metric
+	}
+	b.Stop()
+	// A commit tries the replica, which no longer answers.
+	clin := relaytest.Dial(t, a, "ws")
+	clin.Hello(a.Token(t, clinician("gauge")), false, 0)
+	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "g1", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	if p := clin.NextOf(wire.TypePersisted, 10*time.Second); p.Flags&wire.FlagDegraded == 0 {
+		t.Fatal("PERSISTED not degraded without a replica")
+	}
+	if v := link(); v != 0 {
+		t.Fatalf("link to a stopped relay-b = %v, want 0", v)
 	}
 }
