@@ -16,6 +16,21 @@ import (
 
 var peerSecret = []byte("0123456789abcdef-test-secret")
 
+// chat is a durable chat SEND with client id id.
+func chat(id string) *wire.Frame {
+	return &wire.Frame{Type: wire.TypeSend, ClientID: id, Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")}
+}
+
+// expectSeqs reads DELIVERs from c: seqs from..to, in order, once each.
+func expectSeqs(t *testing.T, c *relaytest.Conn, from, to uint64, what string) {
+	t.Helper()
+	for want := from; want <= to; want++ {
+		if d := c.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != want {
+			t.Fatalf("%s: got seq %d, want %d", what, d.Seq, want)
+		}
+	}
+}
+
 // pair starts relays a and b in one region, replicating to each other.
 func pair(t *testing.T) (a, b *relaytest.Relay, cl *relaytest.Cluster) {
 	t.Helper()
@@ -47,7 +62,7 @@ func TestReplicatedFailover(t *testing.T) {
 	pat.Hello(a.Token(t, patient("fo")), false, 0)
 	const n = 50
 	for i := range n {
-		clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+		clin.Send(chat(fmt.Sprintf("m%d", i)))
 	}
 	for range n {
 		if p := clin.NextOf(wire.TypePersisted, 5*time.Second); p.Flags&wire.FlagDegraded != 0 {
@@ -70,16 +85,11 @@ func TestReplicatedFailover(t *testing.T) {
 	if w2.Epoch != 2 || w2.HeadSeq != n {
 		t.Fatalf("WELCOME on the replica: epoch %d head %d, want epoch 2 head %d", w2.Epoch, w2.HeadSeq, n)
 	}
-	for want := seen + 1; want <= n; want++ {
-		d := pat2.NextOf(wire.TypeDeliver, 5*time.Second)
-		if d.Seq != want {
-			t.Fatalf("after takeover got seq %d, want %d", d.Seq, want)
-		}
-	}
+	expectSeqs(t, pat2, seen+1, n, "after takeover")
 	clin2 := relaytest.Dial(t, b, "quic")
 	clin2.Hello(a.Token(t, clinician("fo")), true, 0)
 	// A resend of an already persisted message is answered with its seq.
-	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "m7", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	clin2.Send(chat("m7"))
 	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != 8 {
 		t.Fatalf("resent m7 persisted as seq %d, want 8", p.Seq)
 	}
@@ -221,7 +231,7 @@ func TestHomeLosesUnsyncedTail(t *testing.T) {
 	gate.Close()
 	const chats = 20
 	for i := range chats {
-		clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+		clin.Send(chat(fmt.Sprintf("m%d", i)))
 	}
 	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "c1", Kind: wire.KindConfig, Flags: wire.FlagDurable, Payload: configPayload(1, wire.Param{Name: "gain", Value: 12})})
 	head := uint64(1 + chats + 1)
@@ -251,14 +261,10 @@ func TestHomeLosesUnsyncedTail(t *testing.T) {
 	if w.Epoch != 1 || w.HeadSeq != head || w.ConfigVersion != 2 {
 		t.Fatalf("WELCOME after the crash: epoch %d head %d config %d, want epoch 1 head %d config 2", w.Epoch, w.HeadSeq, w.ConfigVersion, head)
 	}
-	for want := seen + 1; want <= head; want++ {
-		if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != want {
-			t.Fatalf("after the crash got seq %d, want %d", d.Seq, want)
-		}
-	}
+	expectSeqs(t, pat2, seen+1, head, "after the crash")
 	clin2 := relaytest.Dial(t, a, "ws")
 	clin2.Hello(a.Token(t, clinician("tail")), true, 0)
-	clin2.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "m7", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	clin2.Send(chat("m7"))
 	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != 9 {
 		t.Fatalf("resent m7 persisted as seq %d, want 9", p.Seq)
 	}
@@ -303,7 +309,7 @@ func TestCrashedHomeWaitsForItsReplica(t *testing.T) {
 
 	clin := relaytest.Dial(t, a, "ws")
 	clin.Hello(a.Token(t, clinician("wait")), false, 0)
-	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "first", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	clin.Send(chat("first"))
 	clin.NextOf(wire.TypePersisted, 5*time.Second)
 	var replica, spare *relaytest.Relay
 	for _, r := range others {
@@ -319,7 +325,7 @@ func TestCrashedHomeWaitsForItsReplica(t *testing.T) {
 	gate.Close()
 	const n = 10
 	for i := range n {
-		clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: fmt.Sprintf("m%d", i), Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+		clin.Send(chat(fmt.Sprintf("m%d", i)))
 	}
 	for range n {
 		clin.NextOf(wire.TypePersisted, 5*time.Second)
@@ -347,11 +353,7 @@ func TestCrashedHomeWaitsForItsReplica(t *testing.T) {
 	if w := pat2.Hello(a.Token(t, patient("wait")), true, 0); w.HeadSeq != n+1 || w.Epoch != 1 {
 		t.Fatalf("WELCOME once the replica is back: head %d epoch %d, want head %d epoch 1", w.HeadSeq, w.Epoch, n+1)
 	}
-	for want := uint64(1); want <= n+1; want++ {
-		if d := pat2.NextOf(wire.TypeDeliver, 5*time.Second); d.Seq != want {
-			t.Fatalf("got seq %d, want %d", d.Seq, want)
-		}
-	}
+	expectSeqs(t, pat2, 1, n+1, "once the replica is back")
 }
 
 // TestPeerLinkGauge: stapes_relay_peer_link_up shows each peer's link,
@@ -382,7 +384,7 @@ func TestPeerLinkGauge(t *testing.T) {
 	// A commit tries the replica, which no longer answers.
 	clin := relaytest.Dial(t, a, "ws")
 	clin.Hello(a.Token(t, clinician("gauge")), false, 0)
-	clin.Send(&wire.Frame{Type: wire.TypeSend, ClientID: "g1", Kind: wire.KindChat, Flags: wire.FlagDurable, Payload: []byte("x")})
+	clin.Send(chat("g1"))
 	if p := clin.NextOf(wire.TypePersisted, 10*time.Second); p.Flags&wire.FlagDegraded == 0 {
 		t.Fatal("PERSISTED not degraded without a replica")
 	}

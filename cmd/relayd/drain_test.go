@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 	"syscall"
@@ -31,32 +32,11 @@ func TestSIGTERMDrainsSessions(t *testing.T) {
 	home := nodes[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	type pair struct {
-		id        string
-		clin, pat *client.Client
-	}
-	var ps []pair
-	for i := range sessions {
-		id := fmt.Sprintf("drain-%d", i)
-		mk := func(role, subject string) *client.Client {
-			mint := func(context.Context) ([]byte, error) {
-				return signer.Sign(token.Claims{Tenant: "t1", Subject: subject, Role: role, Session: id,
-					Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: subject + id})
-			}
-			// Both list the home first: the sessions start there.
-			c, err := client.New(client.Config{URLs: urls, Token: mint, Session: id, TLS: tc,
-				BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		}
-		ps = append(ps, pair{id, mk("clinician", "c1"), mk("patient", "p1")})
-	}
+	// Both list the home first: the sessions start there.
+	ps := sdkSessions(t, signer, tc, urls, "drain", sessions)
 	var mu sync.Mutex
 	var sent []*client.Sent
-	send := func(p pair, n int, tag string) error {
+	send := func(p sdkPair, n int, tag string) error {
 		for j := range n {
 			s, err := p.clin.Send(ctx, wire.KindChat, []byte(fmt.Sprintf("%s-%d", tag, j)), true)
 			if err != nil {
@@ -144,4 +124,35 @@ func TestSIGTERMDrainsSessions(t *testing.T) {
 		relaytest.ExpectOnce(ctx, t, p.id+" patient", p.pat.Deliveries(), 8, func(d client.Delivery) string { return string(d.Payload) })
 	}
 	t.Logf("%d sessions, %d messages acknowledged and delivered once; SIGTERM to exit %v", sessions, len(sent), exited.Round(time.Millisecond))
+}
+
+// sdkPair is a session's clinician and patient on the client SDK.
+type sdkPair struct {
+	id        string
+	clin, pat *client.Client
+}
+
+// sdkSessions makes n sessions prefix-0, prefix-1, ... of a clinician and
+// a patient each, trying urls in order (the first is where they start).
+func sdkSessions(t *testing.T, signer *token.Signer, tc *tls.Config, urls []string, prefix string, n int) []sdkPair {
+	t.Helper()
+	var ps []sdkPair
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		mk := func(role, subject string) *client.Client {
+			mint := func(context.Context) ([]byte, error) {
+				return signer.Sign(token.Claims{Tenant: "t1", Subject: subject, Role: role, Session: id,
+					Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: subject + id})
+			}
+			c, err := client.New(client.Config{URLs: urls, Token: mint, Session: id, TLS: tc,
+				BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		ps = append(ps, sdkPair{id, mk("clinician", "c1"), mk("patient", "p1")})
+	}
+	return ps
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/stapes-relay/stapes/relay/client"
 	"github.com/stapes-relay/stapes/relay/relaytest"
 	"github.com/stapes-relay/stapes/relay/wire"
-	"github.com/stapes-relay/stapes/token"
 )
 
 // TestSIGKILLWholeRegion SIGKILLs every relay of a region at once (by pid)
@@ -30,28 +29,7 @@ func TestSIGKILLWholeRegion(t *testing.T) {
 	nodes, signer, tc, urls := startRegion(t, "relay-a", "relay-b", "relay-c")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	type pair struct {
-		id        string
-		clin, pat *client.Client
-	}
-	var ps []pair
-	for i := range sessions {
-		id := fmt.Sprintf("region-%d", i)
-		mk := func(role, subject string) *client.Client {
-			mint := func(context.Context) ([]byte, error) {
-				return signer.Sign(token.Claims{Tenant: "t1", Subject: subject, Role: role, Session: id,
-					Expiry: time.Now().Add(time.Hour).Unix(), IssuedAt: time.Now().Unix(), ID: subject + id})
-			}
-			c, err := client.New(client.Config{URLs: urls, Token: mint, Session: id, TLS: tc,
-				BackoffMin: 20 * time.Millisecond, BackoffMax: 300 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		}
-		ps = append(ps, pair{id, mk("clinician", "c1"), mk("patient", "p1")})
-	}
+	ps := sdkSessions(t, signer, tc, urls, "region", sessions)
 
 	// Every clinician sends perSession messages, a little apart, so the
 	// kill falls in the middle of the stream.
