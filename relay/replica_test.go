@@ -194,6 +194,25 @@ func TestPlacedSessionIsNotSplit(t *testing.T) {
 	}
 }
 
+// crashableHome starts relay-a of cluster cl (region eu, RequireReplica,
+// then configure) on a crashable in-memory filesystem whose WAL syncs go
+// through gate: a test holds its syncs, takes a crash clone of mem and
+// restarts it there (RestartFS).
+func crashableHome(t *testing.T, cl *relaytest.Cluster, configure func(*relay.Config)) (*relaytest.Relay, *vfs.MemFS, *storagetest.WALGate) {
+	t.Helper()
+	mem := vfs.NewCrashableMem()
+	gate := &storagetest.WALGate{}
+	a := relaytest.Start(t, relaytest.Options{FS: gate.Wrap(mem), Configure: func(c *relay.Config) {
+		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
+		c.RequireReplica = true
+		if configure != nil {
+			configure(c)
+		}
+	}})
+	t.Cleanup(gate.Open) // runs before a's Close, which waits for held syncs
+	return a, mem, gate
+}
+
 // TestHomeLosesUnsyncedTail: a replicating home commits its own copy of a
 // batch without waiting for its fsync (the replica has synced it before
 // PERSISTED). A home that crashes before that sync loses the tail of its
@@ -203,13 +222,7 @@ func TestPlacedSessionIsNotSplit(t *testing.T) {
 // message of the lost tail gets its original seq.
 func TestHomeLosesUnsyncedTail(t *testing.T) {
 	cl := &relaytest.Cluster{}
-	mem := vfs.NewCrashableMem()
-	gate := &storagetest.WALGate{}
-	a := relaytest.Start(t, relaytest.Options{FS: gate.Wrap(mem), Configure: func(c *relay.Config) {
-		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
-		c.RequireReplica = true
-	}})
-	t.Cleanup(gate.Open) // runs before a's Close, which waits for held syncs
+	a, mem, gate := crashableHome(t, cl, nil)
 	b := relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
 		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-b", "eu", cl, peerSecret
 		c.Auth = a.Keyring
@@ -288,14 +301,7 @@ func TestHomeLosesUnsyncedTail(t *testing.T) {
 // comes back with it.
 func TestCrashedHomeWaitsForItsReplica(t *testing.T) {
 	cl := &relaytest.Cluster{}
-	mem := vfs.NewCrashableMem()
-	gate := &storagetest.WALGate{}
-	a := relaytest.Start(t, relaytest.Options{FS: gate.Wrap(mem), Configure: func(c *relay.Config) {
-		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
-		c.RequireReplica = true
-		c.ReplicaTimeout = 500 * time.Millisecond
-	}})
-	t.Cleanup(gate.Open)
+	a, mem, gate := crashableHome(t, cl, func(c *relay.Config) { c.ReplicaTimeout = 500 * time.Millisecond })
 	others := map[string]*relaytest.Relay{}
 	for _, id := range []string{"relay-b", "relay-c"} {
 		others[id] = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
