@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,13 @@ type Options struct {
 	// MemTableSize is the size of one Pebble memtable in bytes (it bounds
 	// how much is replayed from the WAL after a crash). Default: 16 MiB.
 	MemTableSize uint64
+	// UnsyncedDelay is how long the background WAL sync that follows a
+	// CommitUnsynced waits, so that the unsynced commits of the next
+	// moments share it (fewer fsyncs, and fewer of them competing with
+	// the replica's on a shared disk). It bounds, with the fsync itself,
+	// how long such a commit is in memory only. Default 2 ms; negative:
+	// no wait.
+	UnsyncedDelay time.Duration
 
 	// Registerer, if non-nil, receives the store's Prometheus collector
 	// (stapes_storage_* metrics). Close unregisters it. Default: nil, no
@@ -45,6 +53,10 @@ type Options struct {
 const (
 	defaultCacheSize    = 32 << 20
 	defaultMemTableSize = 16 << 20
+	// defaultUnsyncedDelay: BenchmarkReplicatedSend/pair, closed loop, one
+	// session: 0.97 ms per message without a wait, 0.82 ms with 1 ms,
+	// 0.80 ms with 2 ms (this VM, both relays on one disk).
+	defaultUnsyncedDelay = 2 * time.Millisecond
 )
 
 // EnsureDefaults fills unset fields with their defaults and returns o.
@@ -57,6 +69,9 @@ func (o *Options) EnsureDefaults() *Options {
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = defaultCacheSize
+	}
+	if o.UnsyncedDelay == 0 {
+		o.UnsyncedDelay = defaultUnsyncedDelay
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = defaultMemTableSize

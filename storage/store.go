@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -45,6 +46,7 @@ type Store struct {
 	lazyPos     []uint64   // outbox positions of unsynced commits, released by the next sync
 	lazyDirty   bool       // an unsynced commit awaits a sync
 	lazyRunning bool       // syncLoop is running
+	lazyDelay   time.Duration
 
 	id        string // see ID
 	recovered bool   // see Recovered
@@ -73,6 +75,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		committing:  make(map[string]*inflight),
 		heads:       make(map[string]uint64),
 		outInflight: make(map[uint64]struct{}),
+		lazyDelay:   opts.UnsyncedDelay,
 	}
 	s.idle = sync.NewCond(&s.mu)
 	s.coll = collector{s: s}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -40,6 +41,12 @@ func (s *Store) syncLoop() {
 			s.lazyRunning = false
 			s.lazyMu.Unlock()
 			return
+		}
+		if s.lazyDelay > 0 {
+			// Let the commits of the next moments share this sync.
+			s.lazyMu.Unlock()
+			time.Sleep(s.lazyDelay)
+			s.lazyMu.Lock()
 		}
 		ps := s.lazyPos
 		s.lazyPos, s.lazyDirty = nil, false
