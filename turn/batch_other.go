@@ -11,8 +11,6 @@ import (
 // UDP listeners read one datagram per call.
 type batchReader struct{}
 
-func newBatchReader(*net.UDPConn) *batchReader { return nil }
+func newBatchReader(*net.UDPConn, func([]byte, netip.AddrPort) bool, func()) *batchReader { return nil }
 
-func (*batchReader) next() ([]byte, netip.AddrPort, error) { panic("unreachable") }
-
-func (*batchReader) buffered() int { panic("unreachable") }
+func (*batchReader) serve() ([]byte, netip.AddrPort, error) { panic("unreachable") }

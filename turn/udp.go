@@ -40,8 +40,10 @@ const maxAddrCache = 1 << 16
 
 func newUDPSock(s *Server, c *net.UDPConn) *udpSock {
 	la := *c.LocalAddr().(*net.UDPAddr)
-	return &udpSock{s: s, conn: c, laddr: &la, clients: map[netip.AddrPort]*allocation{}, addrs: map[netip.AddrPort]*net.UDPAddr{},
-		batch: newBatchReader(c), out: newUDPOut(c), snd: newBatchSender()}
+	u := &udpSock{s: s, conn: c, laddr: &la, clients: map[netip.AddrPort]*allocation{}, addrs: map[netip.AddrPort]*net.UDPAddr{},
+		out: newUDPOut(c), snd: newBatchSender()}
+	u.batch = newBatchReader(c, u.relayed, u.snd.flush)
+	return u
 }
 
 func (u *udpSock) attach(a *allocation) {
@@ -74,15 +76,16 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 			ap  netip.AddrPort
 			err error
 		)
-		if u.batch == nil || u.batch.buffered() == 0 {
-			u.snd.flush() // before the next read reuses the buffers it sends from
-		}
 		if u.batch != nil {
-			b, ap, err = u.batch.next() // the datagram stays in the batch's buffer
+			b, ap, err = u.batch.serve() // relays ChannelData (u.relayed), returns the rest; the datagram stays in the batch's buffer
 		} else {
 			var n int
+			u.snd.flush() // before the read reuses the buffer it sends from
 			n, ap, err = u.conn.ReadFromUDPAddrPort(p)
 			b = p[:n]
+			if err == nil && u.relayed(b, ap) {
+				continue
+			}
 		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -95,10 +98,6 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 			continue // transient (ICMP-induced) errors must not end the loop
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		if len(b) >= 4 && b[0]&0xC0 == 0x40 {
-			u.channelData(b, ap)
-			continue
-		}
 		if len(b) >= len(p) || len(b) > MaxPacket {
 			continue // truncated
 		}
@@ -108,6 +107,16 @@ func (u *udpSock) ReadFrom(p []byte) (int, net.Addr, error) {
 		u.snd.flush() // before pion takes its time
 		return copy(p, b), u.addrOf(ap), nil
 	}
+}
+
+// relayed relays b if it is ChannelData (and reports true), the fast
+// path; the reader's batch calls it for every datagram.
+func (u *udpSock) relayed(b []byte, from netip.AddrPort) bool {
+	if len(b) < 4 || b[0]&0xC0 != 0x40 {
+		return false
+	}
+	u.channelData(b, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	return true
 }
 
 // addrOf returns a cached *net.UDPAddr for ap.
