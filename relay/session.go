@@ -202,6 +202,13 @@ func (s *session) commitLoop() {
 		// replica and fetches from it what its crash lost.
 		_, owns := meta[ownerMeta(s.id)]
 		unsynced := !degraded && !cfg.SyncHome && !owns
+		if _, ok := cfg.Store.(unsyncedStore); ok && unsynced {
+			// Applied without an fsync, the local commit is short:
+			// overlapping it with the next replication would cost a
+			// goroutine handoff per batch and gain nothing.
+			s.commitLocal(batch, entries, meta, degraded, true, start)
+			continue
+		}
 		done := make(chan struct{})
 		local = done
 		go func() {
