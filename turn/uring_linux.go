@@ -22,7 +22,6 @@ const (
 	uringFeatSingleMmap = 1 << 0 // IORING_FEAT_SINGLE_MMAP (Linux 5.4): SQ and CQ rings in one mapping
 	uringEnterGetEvents = 1 << 0 // IORING_ENTER_GETEVENTS
 
-	uringNopUser = ^uint64(0)      // user_data of an entry turned into a no-op
 	uringPending = int32(-1 << 31) // run's result for an entry not completed yet
 )
 
@@ -137,9 +136,9 @@ func (r *uring) nop(user uint64) {
 // run submits the entries queued since the last run, len(res) of
 // them, with users 0..len(res)-1, and waits for their results: bytes
 // sent or -errno in res[user]. On return no entry it was given is left
-// for a later io_uring_enter: one the kernel refused to take becomes a
-// no-op with result -errno, so it can never be issued after the caller
-// has let its descriptor go. UDP sends with MSG_DONTWAIT complete during
+// for a later io_uring_enter: one the kernel refused to take is withdrawn
+// with result -errno, so it can never be issued after the caller has let
+// its descriptor go. UDP sends with MSG_DONTWAIT complete during
 // the submission, so the call does not block; a raw system call, as in
 // sender.
 func (r *uring) run(res []int32) {
@@ -157,15 +156,18 @@ func (r *uring) run(res []int32) {
 		}
 		// The kernel refuses work (EAGAIN, ENOMEM, EBUSY: out of request
 		// memory, a CQ overflow) or the ring is broken: what it has not
-		// taken is dropped, as a failed sendto would be.
-		for pos := atomic.LoadUint32(r.sqHead); pos != r.tail; pos++ {
-			sqe := &r.sqes[pos&r.sqMask]
-			if sqe.userData < uint64(len(res)) {
-				res[sqe.userData] = -int32(e)
+		// taken is withdrawn (the tail goes back to the kernel's head,
+		// which it only moves inside io_uring_enter) and dropped, as a
+		// failed sendto would be.
+		head := atomic.LoadUint32(r.sqHead)
+		for pos := head; pos != r.tail; pos++ {
+			if u := r.sqes[pos&r.sqMask].userData; u < uint64(len(res)) {
+				res[u] = -int32(e)
 				done++
 			}
-			*sqe = uringSQE{opcode: uringOpNop, fd: -1, userData: uringNopUser}
 		}
+		r.tail = head
+		atomic.StoreUint32(r.sqTail, head)
 		if done < len(res) { // taken but not completed: not seen with UDP sends
 			r.broken = true // late completions would land in another batch's results
 			for i, v := range res {
@@ -181,7 +183,7 @@ func (r *uring) run(res []int32) {
 // reap consumes the completion queue, storing results in res, and
 // returns how many results it stored.
 func (r *uring) reap(res []int32) int {
-	n := 0 // completions of no-ops are not counted
+	n := 0
 	head := atomic.LoadUint32(r.cqHead)
 	tail := atomic.LoadUint32(r.cqTail)
 	for ; head != tail; head++ {
