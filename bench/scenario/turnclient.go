@@ -36,7 +36,18 @@ func dialTURNLoad(ctx context.Context, server, user, pass, realm string, payload
 		frame: make([]byte, 4+payload), buf: make([]byte, 2048), transaction: 2 * time.Second}, nil
 }
 
-func (c *turnLoadClient) Close() { c.conn.Close() }
+// Close deletes the allocation (Refresh with LIFETIME 0, best effort)
+// and closes the socket. Without the delete the server keeps the
+// allocation for its lifetime, and a later client that the kernel gives
+// the same local port gets 437 (allocation mismatch) — as happened
+// between repeats.
+func (c *turnLoadClient) Close() {
+	if c.relay.IsValid() {
+		c.transaction = 300 * time.Millisecond
+		_, _ = c.request(stun.MethodRefresh, rawSTUNAttr{stun.AttrLifetime, []byte{0, 0, 0, 0}})
+	}
+	c.conn.Close()
+}
 
 // request sends a request (after fetching a nonce if needed) and returns
 // the response; an error response is an error.
