@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/quic-go/quic-go"
 
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/storage"
@@ -54,15 +55,16 @@ type Relay struct {
 	// a Cluster.
 	PeerAddr string
 
-	opts  Options
-	cert  tls.Certificate
-	tcp   net.Listener
-	udp   net.PacketConn
-	pudp  net.PacketConn
-	pdone chan error
-	done  chan error
-	mu    sync.Mutex
-	alive bool
+	opts     Options
+	cert     tls.Certificate
+	resetKey quic.StatelessResetKey
+	tcp      net.Listener
+	udp      net.PacketConn
+	pudp     net.PacketConn
+	pdone    chan error
+	done     chan error
+	mu       sync.Mutex
+	alive    bool
 }
 
 // Start starts a relay and stops it when the test ends.
@@ -95,6 +97,7 @@ func Start(t testing.TB, o Options) *Relay {
 		t.Fatal(err)
 	}
 	r := &Relay{Dir: o.Dir, Signer: signer, Keyring: kr, opts: o, cert: cert}
+	_, _ = rand.Read(r.resetKey[:])
 	if err := r.start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,11 @@ func (r *Relay) start(addr string) error {
 	if err != nil {
 		return err
 	}
-	cfg := relay.Config{Store: st, Auth: r.Keyring, Logger: r.opts.Logger, RelayID: "test"}
+	// One stateless reset key for the relay's life, as relayd keeps one
+	// in its data directory: a restarted relay resets its former
+	// process's QUIC connections, so clients reconnect at once instead of
+	// at their idle timeout.
+	cfg := relay.Config{Store: st, Auth: r.Keyring, Logger: r.opts.Logger, RelayID: "test", QUICResetKey: &r.resetKey}
 	if r.opts.Configure != nil {
 		r.opts.Configure(&cfg)
 	}
