@@ -23,16 +23,7 @@ func TestBatchReader(t *testing.T) {
 		{"consumed", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			cl, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
+			srv, cl := loopbackPair(t)
 			from := netip.MustParseAddrPort(cl.LocalAddr().String())
 			got := make(chan int, 4096)
 			take := func(d []byte, ap netip.AddrPort) {
@@ -112,16 +103,7 @@ func TestBatchReader(t *testing.T) {
 // datagram handled sends two more) still notices its close: serve
 // returns net.ErrClosed.
 func TestBatchReaderCloseUnderLoad(t *testing.T) {
-	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cl, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	srv, cl := loopbackPair(t)
 	var handled atomic.Int64
 	msg := make([]byte, 100)
 	b := newBatchReader(srv, func([]byte, netip.AddrPort) bool {
@@ -153,4 +135,21 @@ func TestBatchReaderCloseUnderLoad(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("serve still running 5 s after the close")
 	}
+}
+
+// loopbackPair returns a UDP socket on 127.0.0.1 and a client socket
+// connected to it, both closed when the test ends.
+func loopbackPair(t *testing.T) (srv, cl *net.UDPConn) {
+	t.Helper()
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	cl, err = net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return srv, cl
 }
