@@ -31,12 +31,16 @@ func expectSeqs(t *testing.T, c *relaytest.Conn, from, to uint64, what string) {
 	}
 }
 
-// pair starts relays a and b in one region, replicating to each other.
-func pair(t *testing.T) (a, b *relaytest.Relay, cl *relaytest.Cluster) {
+// pair starts relays a and b in one region, replicating to each other;
+// configureA, if given, adjusts a's config.
+func pair(t *testing.T, configureA ...func(*relay.Config)) (a, b *relaytest.Relay, cl *relaytest.Cluster) {
 	t.Helper()
 	cl = &relaytest.Cluster{}
 	a = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
 		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-a", "eu", cl, peerSecret
+		for _, f := range configureA {
+			f(c)
+		}
 	}})
 	b = relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
 		c.RelayID, c.Region, c.Cluster, c.PeerSecret = "relay-b", "eu", cl, peerSecret
