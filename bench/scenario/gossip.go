@@ -71,13 +71,10 @@ func runGossip(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult
 			if !p.ours && rep > 0 {
 				continue // the baseline is slow (see the notes): the first repeat only
 			}
-			done := step(e, fmt.Sprintf("%s %s r%d/%d", res.Name, p.id, rep+1, o.Repeat), 25*time.Second)
-			m, err := gossipRepeat(ctx, e, p)
-			done()
-			if errCanceled(ctx, err) {
+			if err := measured(ctx, e, runs[p.id], fmt.Sprintf("%s %s r%d/%d", res.Name, p.id, rep+1, o.Repeat), 25*time.Second,
+				func() (map[string]float64, error) { return gossipRepeat(ctx, e, p) }); err != nil {
 				return err
 			}
-			runs[p.id].Add(m, err)
 		}
 	}
 	gossipChecks(res)

@@ -96,13 +96,10 @@ func runHop(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult, t
 				}
 				id := sys.id + "-" + rateLabel(rate)
 				run := res.AddRun(id, sys.name, fmt.Sprintf("open loop %s msg/s, 256 B", rateLabel(rate)), sys.ours)
-				done := step(e, fmt.Sprintf("%s %s r%d/%d", res.Name, id, rep+1, o.Repeat), o.Duration+time.Second)
-				m, err := measureHop(ctx, sys, rate, o.Duration)
-				done()
-				if errCanceled(ctx, err) {
+				if err := measured(ctx, e, run, fmt.Sprintf("%s %s r%d/%d", res.Name, id, rep+1, o.Repeat), o.Duration+time.Second,
+					func() (map[string]float64, error) { return measureHop(ctx, sys, rate, o.Duration) }); err != nil {
 					return err
 				}
-				run.Add(m, err)
 			}
 		}
 	}

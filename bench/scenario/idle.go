@@ -88,13 +88,12 @@ func runIdle(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult) 
 	for rep := range o.Repeat {
 		for _, srv := range servers {
 			run := res.AddRun(srv.id, srv.name, fmt.Sprintf("%d idle connections", o.Conns), srv.ours)
-			done := step(e, fmt.Sprintf("%s %s r%d/%d", res.Name, srv.id, rep+1, o.Repeat), 5*time.Second+time.Duration(o.Conns)*time.Millisecond)
-			m, err := measureIdle(ctx, o.Conns, hellos, srv.path, srv.proto, srv.ours, srv.start)
-			done()
-			if errCanceled(ctx, err) {
+			if err := measured(ctx, e, run, fmt.Sprintf("%s %s r%d/%d", res.Name, srv.id, rep+1, o.Repeat), 5*time.Second+time.Duration(o.Conns)*time.Millisecond,
+				func() (map[string]float64, error) {
+					return measureIdle(ctx, o.Conns, hellos, srv.path, srv.proto, srv.ours, srv.start)
+				}); err != nil {
 				return err
 			}
-			run.Add(m, err)
 		}
 	}
 	res.Checks = append(res.Checks,

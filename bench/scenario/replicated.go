@@ -97,13 +97,10 @@ func runReplicated(ctx context.Context, e *Env, o Options, res *bench.ScenarioRe
 			for _, sys := range order {
 				id := sys.id + "-" + rateLabel(rate)
 				run := res.AddRun(id, sys.name, fmt.Sprintf("open loop %s durable msg/s, 1 session, 256 B", rateLabel(rate)), sys.ours)
-				d := step(e, fmt.Sprintf("%s %s r%d/%d", res.Name, id, rep+1, o.Repeat), o.Duration+2*time.Second)
-				m, err := measureCommit(ctx, e, sys, rate, o.Duration)
-				d()
-				if errCanceled(ctx, err) {
+				if err := measured(ctx, e, run, fmt.Sprintf("%s %s r%d/%d", res.Name, id, rep+1, o.Repeat), o.Duration+2*time.Second,
+					func() (map[string]float64, error) { return measureCommit(ctx, e, sys, rate, o.Duration) }); err != nil {
 					return err
 				}
-				run.Add(m, err)
 			}
 		}
 	}

@@ -194,6 +194,20 @@ func rateLabel(r float64) string {
 	return fmt.Sprintf("%g", r)
 }
 
+// measured runs one repeat of run as a progress step (label, plan) and
+// adds fn's figures, or its error, to run. It returns fn's error only when
+// that is the suite's cancellation, which ends the scenario (not recorded).
+func measured(ctx context.Context, e *Env, run *bench.Run, label string, plan time.Duration, fn func() (map[string]float64, error)) error {
+	done := step(e, label, plan)
+	m, err := fn()
+	done()
+	if errCanceled(ctx, err) {
+		return err
+	}
+	run.Add(m, err)
+	return nil
+}
+
 // errCanceled reports whether err is only the suite's cancellation.
 func errCanceled(ctx context.Context, err error) bool {
 	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))

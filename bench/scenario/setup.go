@@ -49,13 +49,10 @@ func runSetup(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult)
 	for rep := range o.Repeat {
 		for _, v := range setupVariants {
 			run := res.AddRun(v.id, v.name, fmt.Sprintf("%d sequential setups", o.Setups), true)
-			done := step(e, fmt.Sprintf("%s %s r%d/%d", res.Name, v.id, rep+1, o.Repeat), time.Duration(o.Setups)*4*time.Millisecond)
-			m, err := measureSetup(ctx, e, relay, v, o.Setups, 4*o.Duration)
-			done()
-			if errCanceled(ctx, err) {
+			if err := measured(ctx, e, run, fmt.Sprintf("%s %s r%d/%d", res.Name, v.id, rep+1, o.Repeat), time.Duration(o.Setups)*4*time.Millisecond,
+				func() (map[string]float64, error) { return measureSetup(ctx, e, relay, v, o.Setups, 4*o.Duration) }); err != nil {
 				return err
 			}
-			run.Add(m, err)
 		}
 	}
 	res.Checks = append(res.Checks,

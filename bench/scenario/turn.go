@@ -107,14 +107,11 @@ func runTURN(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult) 
 			}
 			for _, r := range rates {
 				run := res.AddRun(s.id+"-"+rateLabel(r), s.system, turnLoadLabel(r), s.ours)
-				d := step(e, fmt.Sprintf("turn %s %s/s r%d/%d", s.id, rateLabel(r), rep+1, o.Repeat), o.Duration+time.Second)
-				m, err := l.run(ctx, r, o.Duration, s.procs)
-				d()
-				if errCanceled(ctx, err) {
+				if err := measured(ctx, e, run, fmt.Sprintf("turn %s %s/s r%d/%d", s.id, rateLabel(r), rep+1, o.Repeat), o.Duration+time.Second,
+					func() (map[string]float64, error) { return l.run(ctx, r, o.Duration, s.procs) }); err != nil {
 					l.Close()
 					return err
 				}
-				run.Add(m, err)
 			}
 			l.Close()
 		}

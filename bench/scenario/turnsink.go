@@ -106,13 +106,10 @@ func runSinks(ctx context.Context, e *Env, o Options, s *turnServer, rates []flo
 			run.Add(nil, s.err)
 			continue
 		}
-		d := step(e, fmt.Sprintf("turn sink %s/s r%d/%d", rateLabel(r), rep+1, o.Repeat), o.Duration+time.Second)
-		m, err := runSink(ctx, s.addr, r, o.Duration, s.procs)
-		d()
-		if errCanceled(ctx, err) {
+		if err := measured(ctx, e, run, fmt.Sprintf("turn sink %s/s r%d/%d", rateLabel(r), rep+1, o.Repeat), o.Duration+time.Second,
+			func() (map[string]float64, error) { return runSink(ctx, s.addr, r, o.Duration, s.procs) }); err != nil {
 			return err
 		}
-		run.Add(m, err)
 	}
 	return nil
 }
