@@ -36,12 +36,7 @@ func init() {
 	}
 }
 
-func hopRates(o Options) []float64 {
-	if o.Rate > 0 {
-		return []float64{o.Rate}
-	}
-	return []float64{1000, 10000}
-}
+func hopRates(o Options) []float64 { return o.rates([]float64{1000, 10000}) }
 
 // hopSystem is one of the systems a hop round trip runs through.
 type hopSystem struct {

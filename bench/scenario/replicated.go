@@ -38,17 +38,10 @@ func init() {
 			"entries as were PERSISTED; otherwise the run is an error, not a figure.",
 		Default: true,
 		Plan: func(o Options) time.Duration {
-			return time.Duration(o.Repeat*3*len(replicatedRateList(o)))*(o.Duration+2*time.Second) + 6*time.Second
+			return time.Duration(o.Repeat*3*len(o.rates(replicatedRates)))*(o.Duration+2*time.Second) + 6*time.Second
 		},
 		Run: runReplicated,
 	})
-}
-
-func replicatedRateList(o Options) []float64 {
-	if o.Rate > 0 {
-		return []float64{o.Rate}
-	}
-	return replicatedRates
 }
 
 // commitSystem is one system replicated-commit measures.
@@ -85,7 +78,7 @@ func runReplicated(ctx context.Context, e *Env, o Options, res *bench.ScenarioRe
 		pairSystem("replicated", "relayd pair, --require-replica", true, pair),
 		pairSystem("synchome", "relayd pair, --require-replica --sync-home", false, both),
 	}
-	rates := replicatedRateList(o)
+	rates := o.rates(replicatedRates)
 	for rep := range o.Repeat {
 		for _, rate := range rates {
 			// Alternate which system goes first, so a drift of the machine

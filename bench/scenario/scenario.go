@@ -186,6 +186,15 @@ func step(e *Env, label string, plan time.Duration) func() {
 	return e.Progress.Step(label, plan)
 }
 
+// rates returns the open-loop rates to run: Rate alone when set, else
+// the scenario's defaults.
+func (o Options) rates(defaults []float64) []float64 {
+	if o.Rate > 0 {
+		return []float64{o.Rate}
+	}
+	return defaults
+}
+
 // rateLabel names a rate: 1000 → "1k".
 func rateLabel(r float64) string {
 	if r >= 1000 && int(r)%1000 == 0 {

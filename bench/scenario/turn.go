@@ -49,17 +49,10 @@ func init() {
 			"tool shares the 2 cores with the server, the same for all three.", turnAllocs, turnPeers, turnSetupers, turnPayload, turnDrain),
 		Default: true,
 		Plan: func(o Options) time.Duration {
-			return time.Duration(o.Repeat*3) * (time.Duration(len(turnRateList(o)))*(o.Duration+time.Second) + 3*time.Second)
+			return time.Duration(o.Repeat*3) * (time.Duration(len(o.rates(turnRates)))*(o.Duration+time.Second) + 3*time.Second)
 		},
 		Run: runTURN,
 	})
-}
-
-func turnRateList(o Options) []float64 {
-	if o.Rate > 0 {
-		return []float64{o.Rate}
-	}
-	return turnRates
 }
 
 // turnServer is one server under test.
@@ -81,7 +74,7 @@ func runTURN(ctx context.Context, e *Env, o Options, res *bench.ScenarioResult) 
 	}
 	sink := startSink(ctx, e)
 	done()
-	rates := turnRateList(o)
+	rates := o.rates(turnRates)
 	for rep := range o.Repeat {
 		for _, s := range servers {
 			setup := res.AddRun(s.id+"-setup", s.system, fmt.Sprintf("%d allocations + channel binds, %d at a time", turnAllocs, turnSetupers), s.ours)
