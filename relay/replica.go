@@ -642,8 +642,6 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 	if !s.replicating() {
 		return nil
 	}
-	var cands []Peer
-	skip := map[string]bool{exclude: true}
 	recorded, live := s.peerByID(o.replica)
 	live = live && o.replica != s.cfg.RelayID && o.replica != exclude
 	if s.mayHaveLostTail() && live {
@@ -652,10 +650,7 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 		// the recorded replica can give them back. Wait for it (the
 		// client retries) rather than serve a log without them, for as
 		// long as the cluster counts it as a member.
-		err := s.syncTo(ctx, recorded, id, tenant, o, s.cfg.ReplicaTimeout)
-		for retry := 0; errors.Is(err, errAhead) && retry < 3; retry++ {
-			err = s.syncTo(ctx, recorded, id, tenant, o, s.cfg.ReplicaTimeout)
-		}
+		err := s.syncSettled(ctx, recorded, id, tenant, o, s.cfg.ReplicaTimeout)
 		if err != nil {
 			var st *staleError
 			if !errors.As(err, &st) {
@@ -664,6 +659,8 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 		}
 		return err
 	}
+	var cands []Peer
+	skip := map[string]bool{exclude: true}
 	if live && !s.links.isDown(recorded.Addr) {
 		cands = append(cands, recorded) // the recorded replica first: it has the log
 		skip[o.replica] = true
@@ -680,12 +677,7 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 			cands, slow = slow, nil
 		}
 		for _, p := range cands {
-			err := s.syncTo(ctx, p, id, tenant, o, timeout)
-			for retry := 0; errors.Is(err, errAhead) && retry < 3; retry++ {
-				// It gained entries meanwhile (a concurrent takeover
-				// elsewhere, or the former home's last batch): again.
-				err = s.syncTo(ctx, p, id, tenant, o, timeout)
-			}
+			err := s.syncSettled(ctx, p, id, tenant, o, timeout)
 			var st *staleError
 			if err == nil || errors.As(err, &st) {
 				return err
@@ -701,6 +693,17 @@ func (s *Server) syncReplica(ctx context.Context, id, tenant string, o owner, ex
 		return lastErr
 	}
 	return nil
+}
+
+// syncSettled is syncTo, again while the candidate gained entries
+// meanwhile (a concurrent takeover elsewhere, or the former home's last
+// batch), up to three more times.
+func (s *Server) syncSettled(ctx context.Context, p Peer, id, tenant string, o owner, probeTimeout time.Duration) error {
+	err := s.syncTo(ctx, p, id, tenant, o, probeTimeout)
+	for retry := 0; errors.Is(err, errAhead) && retry < 3; retry++ {
+		err = s.syncTo(ctx, p, id, tenant, o, probeTimeout)
+	}
+	return err
 }
 
 // mayHaveLostTail reports whether this relay's store may have lost
