@@ -201,8 +201,8 @@ func (s *session) commitLoop() {
 		// change is synced here, so that a home that restarts knows its
 		// replica and fetches from it what its crash lost.
 		_, owns := meta[ownerMeta(s.id)]
-		unsynced := !degraded && !cfg.SyncHome && !owns
-		if _, ok := cfg.Store.(unsyncedStore); ok && unsynced {
+		_, can := cfg.Store.(unsyncedStore)
+		if can && !degraded && !cfg.SyncHome && !owns {
 			// Applied without an fsync, the local commit is short:
 			// overlapping it with the next replication would cost a
 			// goroutine handoff per batch and gain nothing.
@@ -213,19 +213,20 @@ func (s *session) commitLoop() {
 		local = done
 		go func() {
 			defer close(done)
-			s.commitLocal(batch, entries, meta, degraded, unsynced, start)
+			s.commitLocal(batch, entries, meta, degraded, false, start)
 		}()
 	}
 }
 
 // commitLoop's second stage: commit a batch here, then acknowledge it.
 // unsynced: the replica has synced the batch, so this relay's copy is
-// committed without waiting for its own fsync (when the Store can).
+// committed without waiting for its own fsync (the Store is an
+// unsyncedStore).
 func (s *session) commitLocal(batch []*op, entries []wire.LogEntry, meta map[string][]byte, degraded, unsynced bool, start time.Time) {
 	cfg := &s.srv.cfg
 	commit := cfg.Store.Commit
-	if u, ok := cfg.Store.(unsyncedStore); ok && unsynced {
-		commit = u.CommitUnsynced
+	if unsynced {
+		commit = cfg.Store.(unsyncedStore).CommitUnsynced
 	}
 	err := commit(s.srv.ctx, s.id, entries, meta)
 	s.srv.met.commitSeconds.Observe(time.Since(start).Seconds())
