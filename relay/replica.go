@@ -461,8 +461,11 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 	}
 	if !ok {
 		elsewhere := placed != "" && placed != s.cfg.RelayID
-		if !s.replicating() || (seen == 0 && lastSeq == 0 && !elsewhere) {
+		if !s.replicating() {
 			return 1, "", nil
+		}
+		if seen == 0 && lastSeq == 0 && !elsewhere {
+			return s.claim(ctx, id, tenant)
 		}
 		// The client has seen this session elsewhere, or the control plane
 		// placed it on another relay, and this relay knows nothing of it:
@@ -476,7 +479,7 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 			return 0, url, nil
 		}
 		if seen == 0 && lastSeq == 0 {
-			return 1, "", nil // nobody has it and nobody has seen it: it starts here
+			return s.claim(ctx, id, tenant) // nobody has it and nobody has seen it: it starts here
 		}
 		return 0, "", errNotHere
 	}
@@ -538,6 +541,20 @@ func (s *Server) resolve(ctx context.Context, id, tenant, placed string, seen, l
 	// The former home did not answer: it is not the replica now.
 	n.replica = ""
 	return n.epoch, "", s.syncReplica(ctx, id, tenant, n, o.home)
+}
+
+// claim makes this relay the home of a session no relay is known to
+// hold, at epoch 1 — and its replica learns so before any client is
+// welcomed: a client that has seen the session finds it at the replica
+// should this relay die before its first commit (no relay would know it
+// otherwise, and the client, having seen epoch 1, could not start it
+// afresh anywhere until this relay came back). A candidate replica that
+// already knows the session sends the client to its home instead (a
+// *staleError). Without a reachable replica the session starts degraded,
+// or not at all with RequireReplica. Caller holds the session's stripe.
+func (s *Server) claim(ctx context.Context, id, tenant string) (epoch uint64, redirect string, err error) {
+	o := owner{epoch: 1, home: s.cfg.RelayID, url: s.cfg.SelfURL}
+	return o.epoch, "", s.syncReplica(ctx, id, tenant, o, "")
 }
 
 func firstNonEmpty(a, b string) string {
@@ -728,12 +745,25 @@ func (s *Server) syncTo(ctx context.Context, p Peer, id, tenant string, o owner,
 	if err != nil {
 		return fmt.Errorf("%w: %w", errProbe, err)
 	}
-	if rep.Status == peerwire.StatusOK && newer(rep.Epoch, rep.Home, o.epoch, o.home) && rep.Home != s.cfg.RelayID {
+	_, mine, err := s.ownerRecord(ctx, id)
+	if err != nil {
+		return err
+	}
+	// A candidate with a record of the session under another home wins
+	// if it is newer — or if this relay has none: it is claiming the
+	// session, which exists elsewhere after all, so the client goes
+	// there (and this relay, not its replica, records nothing of it).
+	if rep.Status == peerwire.StatusOK && rep.Home != s.cfg.RelayID {
 		n := owner{epoch: rep.Epoch, home: rep.Home, url: rep.URL}
-		if err := s.writeOwner(ctx, id, n); err != nil {
-			return err
+		if !mine {
+			return &staleError{n}
 		}
-		return &staleError{n}
+		if newer(rep.Epoch, rep.Home, o.epoch, o.home) {
+			if err := s.writeOwner(ctx, id, n); err != nil {
+				return err
+			}
+			return &staleError{n}
+		}
 	}
 	head, err := s.cfg.Store.Head(ctx, id)
 	if err != nil {

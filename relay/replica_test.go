@@ -402,3 +402,82 @@ func TestPeerLinkGauge(t *testing.T) {
 		t.Fatalf("link to a stopped relay-b = %v, want 0", v)
 	}
 }
+
+// TestHomeDiesBeforeItsFirstCommit: a session's home dies after it
+// welcomed both sides but before anything was committed (static
+// membership: the dead home is still listed as a member). The replica
+// learned of the session before the first WELCOME, so the clients, who
+// have seen epoch 1, find the session there (at epoch 2) instead of being
+// turned away by every relay until the home comes back; the first
+// command then flows.
+func TestHomeDiesBeforeItsFirstCommit(t *testing.T) {
+	cl := &relaytest.Cluster{}
+	relays := map[string]*relaytest.Relay{}
+	var a *relaytest.Relay
+	for _, id := range []string{"relay-a", "relay-b", "relay-c"} {
+		r := relaytest.Start(t, relaytest.Options{Configure: func(c *relay.Config) {
+			c.RelayID, c.Region, c.Cluster, c.PeerSecret = id, "eu", cl, peerSecret
+			c.RequireReplica = true
+			if a != nil {
+				c.Auth = a.Keyring
+			}
+		}})
+		if a == nil {
+			a = r
+		}
+		relays[r.QUICURL] = r
+		cl.Set(r.Peer(id, "eu"))
+	}
+	clin := relaytest.Dial(t, a, "ws")
+	if w := clin.Hello(a.Token(t, clinician("early")), false, 0); w.Epoch != 1 {
+		t.Fatalf("WELCOME epoch %d, want 1", w.Epoch)
+	}
+	pat := relaytest.Dial(t, a, "ws")
+	pat.Hello(a.Token(t, patient("early")), false, 0)
+	clin.Close()
+	pat.Close()
+	a.Stop()
+
+	// rejoin connects a client that has seen epoch 1 (over WebSocket:
+	// no class streams to open) to a surviving relay, following at most
+	// one redirect.
+	first := relays[otherThan(a, relays)]
+	rejoin := func(tok []byte) *relaytest.Conn {
+		t.Helper()
+		r := first
+		for hop := 0; ; hop++ {
+			c := relaytest.Dial(t, r, "ws")
+			c.Send(&wire.Frame{Type: wire.TypeHello, Token: tok, MinVersion: 1, MaxVersion: 1, Resume: true, Epoch: 1})
+			f, err := c.Next(10 * time.Second)
+			if err == nil && f.Type == wire.TypeWelcome {
+				if f.Epoch != 2 {
+					t.Fatalf("WELCOME after the home died: epoch %d, want 2", f.Epoch)
+				}
+				return c
+			}
+			next, ok := relays[f.Redirect]
+			if err != nil || !ok || hop > 0 {
+				t.Fatalf("HELLO after the home died: %v %+v, want WELCOME (after at most one redirect)", err, f)
+			}
+			c.Close()
+			r = next
+		}
+	}
+	pat2 := rejoin(a.Token(t, patient("early")))
+	clin2 := rejoin(a.Token(t, clinician("early")))
+	clin2.Send(chat("first"))
+	if p := clin2.NextOf(wire.TypePersisted, 5*time.Second); p.Seq != 1 || p.Flags&wire.FlagDegraded != 0 {
+		t.Fatalf("first command: PERSISTED seq %d flags %d, want seq 1 replicated", p.Seq, p.Flags)
+	}
+	expectSeqs(t, pat2, 1, 1, "first command")
+}
+
+// otherThan returns the client URL of a relay of rs other than a.
+func otherThan(a *relaytest.Relay, rs map[string]*relaytest.Relay) string {
+	for url := range rs {
+		if url != a.QUICURL {
+			return url
+		}
+	}
+	return ""
+}
