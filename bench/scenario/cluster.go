@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stapes-relay/stapes/bench"
+	"github.com/stapes-relay/stapes/internal/freeport"
 	"github.com/stapes-relay/stapes/relay"
 )
 
@@ -83,8 +83,9 @@ func startCluster(ctx context.Context, e *Env, name string, n int, extra ...stri
 
 // reservePorts finds n client addresses (a TCP and a UDP port of the same
 // number, as relayd listens) and n peer addresses (UDP) on 127.0.0.1, all
-// free when it returns. The relays bind them right after; a port taken in
-// between fails a start, it cannot skew a figure.
+// free when it returns, below the kernel's ephemeral range (a relay killed
+// and restarted gets its ports back). The relays bind them right after; a
+// port taken in between fails a start, it cannot skew a figure.
 func reservePorts(n int) (clients, peers []string, err error) {
 	var open []io.Closer
 	defer func() {
@@ -93,30 +94,18 @@ func reservePorts(n int) (clients, peers []string, err error) {
 		}
 	}()
 	for range n {
-		var addr string
-		for try := 0; addr == "" && try < 50; try++ {
-			tl, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return nil, nil, err
-			}
-			ul, err := net.ListenPacket("udp", tl.Addr().String())
-			if err != nil {
-				tl.Close()
-				continue
-			}
-			open = append(open, tl, ul)
-			addr = tl.Addr().String()
-		}
-		if addr == "" {
-			return nil, nil, fmt.Errorf("scenario: no free TCP+UDP port pair on 127.0.0.1")
-		}
-		ul, err := net.ListenPacket("udp", "127.0.0.1:0")
+		tl, ul, err := freeport.Pair("127.0.0.1")
 		if err != nil {
 			return nil, nil, err
 		}
-		open = append(open, ul)
-		clients = append(clients, addr)
-		peers = append(peers, ul.LocalAddr().String())
+		open = append(open, tl, ul)
+		pl, err := freeport.UDP("127.0.0.1")
+		if err != nil {
+			return nil, nil, err
+		}
+		open = append(open, pl)
+		clients = append(clients, tl.Addr().String())
+		peers = append(peers, pl.LocalAddr().String())
 	}
 	return clients, peers, nil
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stapes-relay/stapes/internal/freeport"
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/relay/client"
 	"github.com/stapes-relay/stapes/relay/relaytest"
@@ -61,10 +61,11 @@ func clusterFiles(t *testing.T, dir string) (certFile, keyFile, secretFile strin
 	return certFile, keyFile, secretFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
 }
 
-// freeUDP returns a free UDP port on loopback.
+// freeUDP returns a free UDP port on loopback, below the ephemeral range
+// (a restarted node gets it back).
 func freeUDP(t *testing.T) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	c, err := freeport.UDP("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

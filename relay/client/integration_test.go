@@ -68,6 +68,11 @@ func dropConnection(t *testing.T, c *Client) {
 		t.Fatal("dropConnection: not connected")
 	}
 	cn.t.close()
+	// Its reader may be blocked handing a delivery to a full Deliveries
+	// channel (the test is not reading), and then nothing touches the
+	// closed transport until the keepalive's PING: queue one now, whose
+	// write fails as that PING's would.
+	c.queueControl(&wire.Frame{Type: wire.TypePing, Nonce: 1})
 }
 
 func configCmd(base uint64, gain int64) []byte {

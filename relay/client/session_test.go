@@ -71,6 +71,12 @@ func TestDuplicateDeliveriesSuppressedAcrossResume(t *testing.T) {
 	if s := c.Stats(); s.Duplicates != 3 {
 		t.Errorf("Stats.Duplicates = %d, want 3", s.Duplicates)
 	}
+	// The reader records a seq once the application has taken its
+	// delivery: a moment after the channel handed it over.
+	deadline := time.Now().Add(testWait)
+	for c.LastSeq() != 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // bounded poll of the reader's bookkeeping
+	}
 	if c.LastSeq() != 3 {
 		t.Errorf("LastSeq = %d, want 3", c.LastSeq())
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/quic-go/quic-go"
 
+	"github.com/stapes-relay/stapes/internal/freeport"
 	"github.com/stapes-relay/stapes/relay"
 	"github.com/stapes-relay/stapes/storage"
 	"github.com/stapes-relay/stapes/token"
@@ -138,11 +139,12 @@ func (r *Relay) start(addr string) error {
 	go func() { r.done <- srv.Serve(tcp, udp, tc) }()
 	r.pdone = nil
 	if cfg.Cluster != nil {
-		paddr := r.PeerAddr
-		if paddr == "" {
-			paddr = "127.0.0.1:0"
+		var pudp net.PacketConn
+		if r.PeerAddr == "" {
+			pudp, err = freeport.UDP("127.0.0.1")
+		} else {
+			pudp, err = net.ListenPacket("udp", r.PeerAddr)
 		}
-		pudp, err := net.ListenPacket("udp", paddr)
 		if err != nil {
 			srv.Close()
 			<-r.done
@@ -199,25 +201,26 @@ func (c *Cluster) Remove(id string) {
 }
 
 // ListenPair listens on TCP and UDP with the same port number. With port 0
-// it retries until a port is free on both.
+// the port is one below the kernel's ephemeral range (package freeport),
+// so that nothing else takes it while a restartable relay is down.
 func ListenPair(addr string) (net.Listener, net.PacketConn, error) {
-	var lastErr error
-	for range 20 {
-		tcp, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		udp, err := net.ListenPacket("udp", tcp.Addr().String())
-		if err == nil {
-			return tcp, udp, nil
-		}
-		tcp.Close()
-		lastErr = err
-		if _, port, _ := net.SplitHostPort(addr); port != "0" {
-			break
-		}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, fmt.Errorf("relaytest: no free TCP+UDP port pair: %w", lastErr)
+	if port == "0" {
+		return freeport.Pair(host)
+	}
+	tcp, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	udp, err := net.ListenPacket("udp", tcp.Addr().String())
+	if err != nil {
+		tcp.Close()
+		return nil, nil, fmt.Errorf("relaytest: UDP beside TCP %s: %w", addr, err)
+	}
+	return tcp, udp, nil
 }
 
 // ClientTLS returns a TLS config that trusts this relay's certificate.
