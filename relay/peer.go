@@ -114,11 +114,25 @@ type links struct {
 	s  *Server
 	tr *quic.Transport
 
-	mu    sync.Mutex
-	conns map[string]*quic.Conn // by peer address
-	dials map[string]chan struct{}
-	down  map[string]downMark // peers that failed recently, by address
+	mu       sync.Mutex
+	conns    map[string]*quic.Conn // by peer address
+	dials    map[string]*linkDial
+	down     map[string]downMark  // peers that failed recently, by address
+	answered map[string]time.Time // when each peer last answered a request
 }
+
+// linkDial is a dial in progress; err is set before done is closed.
+type linkDial struct {
+	done chan struct{}
+	err  error
+}
+
+// linkDialTimeout bounds a link's QUIC handshake and authentication. It
+// does not depend on the caller that started the dial: a probe that gives
+// up after ProbeTimeout must not cut short a handshake that a busy peer
+// (or a loaded machine) needs a little longer for, and that the requests
+// queued behind it are waiting for.
+const linkDialTimeout = 3 * time.Second
 
 // downMark keeps a peer that did not answer out of replica choices for a
 // while (doubling from 0.5 up to 5 s), so a dead replica does not stall every
@@ -192,7 +206,8 @@ func newLinks(s *Server) (*links, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &links{s: s, tr: &quic.Transport{Conn: udp}, conns: map[string]*quic.Conn{}, dials: map[string]chan struct{}{}, down: map[string]downMark{}}, nil
+	return &links{s: s, tr: &quic.Transport{Conn: udp}, conns: map[string]*quic.Conn{}, dials: map[string]*linkDial{},
+		down: map[string]downMark{}, answered: map[string]time.Time{}}, nil
 }
 
 // keepWarm keeps an authenticated connection to every live peer of the
@@ -212,11 +227,9 @@ func (l *links) keepWarm(ctx context.Context) {
 			_, dialing := l.dials[p.Addr]
 			l.mu.Unlock()
 			if (qc == nil || qc.Context().Err() != nil) && !dialing {
-				dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				if _, err := l.conn(dctx, p.Addr); err != nil {
+				if _, err := l.conn(ctx, p.Addr); err != nil {
 					l.markDown(p.Addr)
 				}
-				cancel()
 			}
 		}
 		select {
@@ -237,7 +250,9 @@ func (l *links) close() {
 	_ = l.tr.Close()
 }
 
-// conn returns an authenticated connection to addr, dialing once at a time.
+// conn returns an authenticated connection to addr. One dial at a time
+// per address runs in the background within linkDialTimeout; callers wait
+// for it, or for their own context.
 func (l *links) conn(ctx context.Context, addr string) (*quic.Conn, error) {
 	for {
 		l.mu.Lock()
@@ -245,30 +260,43 @@ func (l *links) conn(ctx context.Context, addr string) (*quic.Conn, error) {
 			l.mu.Unlock()
 			return qc, nil
 		}
-		wait, dialing := l.dials[addr]
+		d, dialing := l.dials[addr]
 		if !dialing {
-			wait = make(chan struct{})
-			l.dials[addr] = wait
+			d = &linkDial{done: make(chan struct{})}
+			l.dials[addr] = d
 		}
 		l.mu.Unlock()
-		if dialing {
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
+		if !dialing && !l.s.spawn(func() { l.dialFor(addr, d) }) {
+			l.finishDial(addr, d, nil, ErrClosed)
+		}
+		select {
+		case <-d.done:
+			if d.err != nil {
+				return nil, d.err
 			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		qc, err := l.dial(ctx, addr)
-		l.mu.Lock()
-		delete(l.dials, addr)
-		if err == nil {
-			l.conns[addr] = qc
-		}
-		l.mu.Unlock()
-		close(wait)
-		return qc, err
 	}
+}
+
+// dialFor runs the dial d stands for.
+func (l *links) dialFor(addr string, d *linkDial) {
+	ctx, cancel := context.WithTimeout(l.s.ctx, linkDialTimeout)
+	defer cancel()
+	qc, err := l.dial(ctx, addr)
+	l.finishDial(addr, d, qc, err)
+}
+
+func (l *links) finishDial(addr string, d *linkDial, qc *quic.Conn, err error) {
+	l.mu.Lock()
+	delete(l.dials, addr)
+	if err == nil {
+		l.conns[addr] = qc
+	}
+	l.mu.Unlock()
+	d.err = err
+	close(d.done)
 }
 
 func (l *links) dial(ctx context.Context, addr string) (*quic.Conn, error) {
@@ -337,19 +365,29 @@ func (l *links) call(ctx context.Context, addr string, m *peerwire.Msg) (*peerwi
 		return nil, err
 	}
 	m.Node = l.s.cfg.RelayID
+	start := time.Now()
 	rep, err := roundTrip(ctx, qc, m)
 	if err != nil {
 		l.mu.Lock()
-		if l.conns[addr] == qc {
-			// A request that timed out may be a dead peer whose QUIC
-			// connection has not timed out yet: dial afresh next time.
+		// A request that failed may be a dead peer whose QUIC connection
+		// has not timed out yet: dial afresh next time — unless the peer
+		// answered another request since this one started (it is alive,
+		// only slow or busy, and closing the link would fail every other
+		// request on it).
+		dead := !l.answered[addr].After(start)
+		if dead && l.conns[addr] == qc {
 			delete(l.conns, addr)
 			qc.CloseWithError(0, "request failed")
 		}
 		l.mu.Unlock()
-		l.markDown(addr)
+		if dead {
+			l.markDown(addr)
+		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err)
 	}
+	l.mu.Lock()
+	l.answered[addr] = time.Now()
+	l.mu.Unlock()
 	l.markUp(addr)
 	if rep.Type != peerwire.TypeReply {
 		return nil, fmt.Errorf("relay: peer %s answered message type %d", addr, rep.Type)
