@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/stapes-relay/stapes/relay/wire"
 	"github.com/stapes-relay/stapes/token"
@@ -77,7 +78,13 @@ func (c *conn) hello(ctx context.Context, f *wire.Frame, raw []byte) *protoError
 	case errors.As(err, &stale):
 		redirect = stale.o.url
 	case err != nil:
-		s.log.Error("resolving the session's owner", "conn", c.id, "session", claims.Session, "err", err)
+		// Peers that did not answer in time are expected now and then
+		// (the client retries); anything else is this relay's own trouble.
+		lvl := slog.LevelError
+		if errors.Is(err, ErrNoPeer) || errors.Is(err, errProbe) || errors.Is(err, errNoReplica) || errors.Is(err, context.DeadlineExceeded) {
+			lvl = slog.LevelWarn
+		}
+		s.log.Log(ctx, lvl, "resolving the session's owner", "conn", c.id, "session", claims.Session, "err", err)
 		return fatalf(wire.CodeUnavailable, "session state unavailable; retry")
 	}
 	if redirect != "" {
