@@ -159,10 +159,12 @@ func (l *links) markDown(addr string) {
 	l.down[addr] = d
 }
 
+// markUp records that the peer at addr answered a request just now.
 func (l *links) markUp(addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.down, addr)
+	l.answered[addr] = time.Now()
 }
 
 // up reports whether the link to addr is established and its peer has
@@ -385,9 +387,6 @@ func (l *links) call(ctx context.Context, addr string, m *peerwire.Msg) (*peerwi
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoPeer, addr, err)
 	}
-	l.mu.Lock()
-	l.answered[addr] = time.Now()
-	l.mu.Unlock()
 	l.markUp(addr)
 	if rep.Type != peerwire.TypeReply {
 		return nil, fmt.Errorf("relay: peer %s answered message type %d", addr, rep.Type)
